@@ -1,0 +1,219 @@
+"""Value types shared by the host and connector plugins.
+
+Plugins import only from this module, ``transom.errors`` and ``transom.hookspecs``.
+``Claims`` is the one canonical identity every protocol is translated into.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
+
+Protocol = Literal["oidc", "saml"]
+
+#: capability a connector type declares when the host may sync group memberships from it
+GROUP_SYNC = "group_sync"
+
+
+@dataclass(frozen=True)
+class ConnectorType:
+    """What a plugin provides: returned by ``transom_connector_type``."""
+
+    name: str
+    #: protocols the type can speak; when several, the settings model has a ``protocol`` field
+    protocols: tuple[Protocol, ...]
+    settings_model: type[BaseModel]
+    capabilities: frozenset[str] = frozenset()
+    #: label of the login button when the operator sets no ``name``
+    default_button_label: str = "Sign in"
+    version: str = "0"
+
+
+class ProvisioningSettings(BaseModel):
+    """``[connectors.provisioning]``: host-owned, the same keys for every connector type."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    space_attribute: str = "space_name"
+    role_attribute: str = "space_role"
+    timezone_attribute: str = "timezone"
+    account_role_attribute: str | None = None
+    default_space: str | None = None
+    default_space_role: str = "Space Member"
+    update_profile_on_login: bool = True
+    group_sync: bool = True
+
+
+@dataclass(frozen=True)
+class Connector:
+    """One configured ``[[connectors]]`` instance, settings already validated."""
+
+    id: str
+    type: str
+    account: str
+    name: str
+    email_domains: tuple[str, ...]
+    settings: BaseModel
+    provisioning: ProvisioningSettings
+    protocol: Protocol
+    capabilities: frozenset[str] = frozenset()
+
+    @property
+    def syncs_groups(self) -> bool:
+        return GROUP_SYNC in self.capabilities and self.provisioning.group_sync
+
+
+class GroupsState(enum.Enum):
+    PRESENT = "present"  # a list, possibly empty: apply it
+    ABSENT = "absent"  # no groups claim at all: change nothing
+    OVERAGE = "overage"  # too many for the token: resolve via transom_lookup_group_ids
+
+
+@dataclass(frozen=True)
+class GroupsClaim:
+    state: GroupsState
+    ids: tuple[str, ...] = ()
+    #: for OVERAGE: where the IdP says the full list lives (informational; plugins rebuild the URL)
+    source: str | None = None
+
+    @classmethod
+    def present(cls, ids: Sequence[str]) -> GroupsClaim:
+        return cls(GroupsState.PRESENT, tuple(str(i) for i in ids))
+
+    @classmethod
+    def absent(cls) -> GroupsClaim:
+        return cls(GroupsState.ABSENT)
+
+    @classmethod
+    def overage(cls, source: str | None = None) -> GroupsClaim:
+        return cls(GroupsState.OVERAGE, (), source)
+
+
+@dataclass(frozen=True)
+class Claims:
+    """The canonical identity a plugin extracts from a verified IdP payload."""
+
+    #: immutable subject: Entra ``tid:oid``, Okta ``sub``, SAML persistent NameID
+    subject: str
+    email: str | None = None
+    email_verified: bool = False
+    #: what SCIM calls ``userName``: Entra UPN, Okta login
+    user_name: str | None = None
+    display_name: str | None = None
+    given_name: str | None = None
+    family_name: str | None = None
+    timezone: str | None = None
+    #: raw values of the space/role/account-role attributes (each may hold commas)
+    space_names: tuple[str, ...] = ()
+    space_roles: tuple[str, ...] = ()
+    account_roles: tuple[str, ...] = ()
+    groups: GroupsClaim = field(default_factory=GroupsClaim.absent)
+
+
+@dataclass(frozen=True)
+class OidcProvider:
+    """Where an OIDC IdP lives: returned by ``transom_oidc_provider``."""
+
+    #: every issuer value accepted, compared exactly (Entra: v1 and v2 forms)
+    issuers: tuple[str, ...]
+    authorization_endpoint: str
+    token_endpoint: str
+    jwks_uri: str
+    client_id: str
+    client_secret: str | None
+    scopes: tuple[str, ...] = ("openid", "profile", "email")
+    #: claim that must hold one of ``allowed_tenants`` (Entra ``tid``); None: no tenant check
+    tenant_claim: str | None = None
+    allowed_tenants: tuple[str, ...] = ()
+    #: extra query parameters for the authorization request
+    extra_authorize_params: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class SamlIdp:
+    """Where a SAML IdP lives: returned by ``transom_saml_idp``. The host merges metadata."""
+
+    entity_id: str | None
+    sso_url: str | None
+    certificates: tuple[str, ...] = ()
+    metadata_file: str | None = None
+    metadata_url: str | None = None
+    allow_idp_initiated: bool = False
+    want_messages_signed: bool = False
+    #: NameID format to request; None sends no NameIDPolicy format (what Entra wants)
+    name_id_format: str | None = None
+
+
+class SamlSettings(BaseModel):
+    """The SAML keys every SAML-speaking connector type accepts (interfaces.md)."""
+
+    idp_entity_id: str | None = None
+    idp_sso_url: str | None = None
+    idp_certificates: list[str] = Field(default_factory=list)
+    idp_certificate_file: str | None = None
+    idp_metadata_file: str | None = None
+    idp_metadata_url: str | None = None
+    allow_idp_initiated: bool = False
+    want_messages_signed: bool = False
+
+    def saml_idp(self, *, name_id_format: str | None = None) -> SamlIdp:
+        certs = list(self.idp_certificates)
+        if self.idp_certificate_file:
+            with open(self.idp_certificate_file, encoding="utf-8") as f:
+                certs.append(f.read())
+        return SamlIdp(
+            entity_id=self.idp_entity_id,
+            sso_url=self.idp_sso_url,
+            certificates=tuple(certs),
+            metadata_file=self.idp_metadata_file,
+            metadata_url=self.idp_metadata_url,
+            allow_idp_initiated=self.allow_idp_initiated,
+            want_messages_signed=self.want_messages_signed,
+            name_id_format=name_id_format,
+        )
+
+    def check_saml_sources(self) -> None:
+        has_certs = bool(self.idp_certificates or self.idp_certificate_file)
+        has_meta = bool(self.idp_metadata_file or self.idp_metadata_url)
+        if not has_meta and not (self.idp_entity_id and self.idp_sso_url and has_certs):
+            raise ValueError(
+                "SAML needs idp_metadata_file / idp_metadata_url, or idp_entity_id, "
+                "idp_sso_url and idp_certificates / idp_certificate_file"
+            )
+
+
+def saml_attribute_values(payload: Mapping[str, Any], name: str) -> list[str]:
+    """Values of one SAML attribute from a ``saml`` payload, exact name first, then
+    case-insensitively; blanks around names are ignored (Entra's sample ``groups.link``)."""
+    attributes: Mapping[str, Sequence[str]] = payload.get("attributes", {})
+    if name in attributes:
+        return [str(v) for v in attributes[name]]
+    wanted = name.strip().lower()
+    for key, values in attributes.items():
+        if key.strip().lower() == wanted:
+            return [str(v) for v in values]
+    return []
+
+
+def as_str_list(value: Any) -> list[str]:
+    """A claim that may be a string, a list or missing, as a list of strings."""
+    if value is None:
+        return []
+    if isinstance(value, list | tuple):
+        return [str(v) for v in value if v is not None]
+    return [str(value)]
+
+
+class OidcClientSettings(BaseModel):
+    client_id: str
+    client_secret: SecretStr | None = None
+
+    @model_validator(mode="after")
+    def _client_id_not_blank(self) -> OidcClientSettings:
+        if not self.client_id.strip():
+            raise ValueError("client_id must not be empty")
+        return self

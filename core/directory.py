@@ -1,0 +1,371 @@
+"""The directory: accounts, spaces, roles, groups, users and API tokens.
+
+Service functions take the SQLAlchemy session first and everything else by keyword. Every
+query is scoped by account. Errors are ``TransomError`` subclasses with a one-line message.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from transom import audit
+from transom.errors import BadRequest, Conflict, Forbidden, NotFound, Unauthorized
+from transom.models import (
+    ROLE_SCOPE_ACCOUNT,
+    ROLE_SCOPE_SPACE,
+    SOURCE_IDP,
+    SOURCE_MANUAL,
+    USER_ACTIVE,
+    Account,
+    ApiToken,
+    ExternalIdentity,
+    Group,
+    GroupMembership,
+    Role,
+    Space,
+    SpaceMembership,
+    User,
+)
+from transom.security import hash_password, new_api_token, token_digest
+
+DEFAULT_SPACE_ROLES = ("Space Admin", "Space Developer", "Space Member")
+DEFAULT_ACCOUNT_ROLES = ("Account Admin", "Account Member")
+SPACE_MEMBER = "Space Member"
+ACCOUNT_MEMBER = "Account Member"
+PERMISSIONS = frozenset({"manage-users", "admin"})
+_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+
+
+def name_key(name: str) -> str:
+    """How names of spaces, roles and groups are compared: trimmed, inner whitespace
+    collapsed, case-folded."""
+    return " ".join(name.split()).casefold()
+
+
+def user_name_key(user_name: str) -> str:
+    return user_name.strip().casefold()
+
+
+# -- accounts ---------------------------------------------------------------------------
+
+
+def create_account(session: Session, *, name: str) -> Account:
+    name = name.strip()
+    if not name or len(name) > 100:
+        raise BadRequest("account name must be 1-100 characters")
+    if session.scalar(select(Account).where(Account.name == name)):
+        raise Conflict(f"account '{name}' already exists")
+    account = Account(name=name)
+    session.add(account)
+    session.flush()
+    for role in DEFAULT_SPACE_ROLES:
+        session.add(Role(account_id=account.id, scope=ROLE_SCOPE_SPACE, name=role, name_key=name_key(role)))
+    for role in DEFAULT_ACCOUNT_ROLES:
+        session.add(Role(account_id=account.id, scope=ROLE_SCOPE_ACCOUNT, name=role, name_key=name_key(role)))
+    session.flush()
+    audit.record(session, account_id=account.id, actor="cli", action="account.created")
+    return account
+
+
+def get_account(session: Session, *, name: str) -> Account:
+    account = session.scalar(select(Account).where(Account.name == name))
+    if account is None:
+        raise NotFound(f"no account named '{name}'")
+    return account
+
+
+# -- spaces and roles -------------------------------------------------------------------
+
+
+def create_space(session: Session, *, account: Account, name: str) -> Space:
+    clean = " ".join(name.split())
+    if not clean or len(clean) > 200:
+        raise BadRequest("space name must be 1-200 characters")
+    key = name_key(clean)
+    if session.scalar(select(Space).where(Space.account_id == account.id, Space.name_key == key)):
+        raise Conflict(f"space '{clean}' already exists in account '{account.name}'")
+    space = Space(account_id=account.id, name=clean, name_key=key)
+    session.add(space)
+    session.flush()
+    return space
+
+
+def list_spaces(session: Session, *, account: Account) -> list[Space]:
+    return list(session.scalars(select(Space).where(Space.account_id == account.id).order_by(Space.name)))
+
+
+def list_roles(session: Session, *, account: Account) -> list[Role]:
+    return list(
+        session.scalars(
+            select(Role).where(Role.account_id == account.id).order_by(Role.scope.desc(), Role.name)
+        )
+    )
+
+
+def get_role(session: Session, *, account: Account, scope: str, name: str) -> Role:
+    role = session.scalar(
+        select(Role).where(Role.account_id == account.id, Role.scope == scope, Role.name_key == name_key(name))
+    )
+    if role is None:
+        raise NotFound(f"no {scope} role named '{name}' in account '{account.name}'")
+    return role
+
+
+# -- groups -----------------------------------------------------------------------------
+
+
+def _clean_identifier(idp_identifier: str | None) -> str | None:
+    # Compared exactly as the IdP sends it; only surrounding blanks (copy/paste) are dropped.
+    if idp_identifier is None:
+        return None
+    value = idp_identifier.strip()
+    return value or None
+
+
+def create_group(session: Session, *, account: Account, name: str, idp_identifier: str | None = None) -> Group:
+    clean = " ".join(name.split())
+    if not clean or len(clean) > 200:
+        raise BadRequest("group name must be 1-200 characters")
+    if session.scalar(select(Group).where(Group.account_id == account.id, Group.name_key == name_key(clean))):
+        raise Conflict(f"group '{clean}' already exists in account '{account.name}'")
+    group = Group(account_id=account.id, name=clean, name_key=name_key(clean))
+    session.add(group)
+    session.flush()
+    if idp_identifier is not None:
+        set_group_idp_identifier(session, account=account, group=group, idp_identifier=idp_identifier, actor="cli")
+    return group
+
+
+def get_group(session: Session, *, account: Account, name: str) -> Group:
+    group = session.scalar(select(Group).where(Group.account_id == account.id, Group.name_key == name_key(name)))
+    if group is None:
+        raise NotFound(f"no group named '{name}' in account '{account.name}'")
+    return group
+
+
+def set_group_idp_identifier(
+    session: Session, *, account: Account, group: Group, idp_identifier: str | None, actor: str
+) -> Group:
+    value = _clean_identifier(idp_identifier)
+    if value is not None:
+        other = session.scalar(
+            select(Group).where(
+                Group.account_id == account.id, Group.idp_identifier == value, Group.id != group.id
+            )
+        )
+        if other is not None:
+            raise Conflict(f"IdP identifier '{value}' is already mapped to group '{other.name}'")
+    old = group.idp_identifier
+    group.idp_identifier = value
+    session.flush()
+    audit.record(
+        session,
+        account_id=account.id,
+        actor=actor,
+        action="group.idp_identifier_set" if value else "group.idp_identifier_cleared",
+        details={"group": group.name, "old": old, "new": value},
+    )
+    return group
+
+
+def add_group_member(
+    session: Session, *, account: Account, group: Group, user: User, actor: str, idp_owned: bool
+) -> None:
+    """Manual add. ``idp_owned`` (decided by the caller with the config at hand) refuses
+    when the IdP owns this membership."""
+    if group.idp_identifier is not None and idp_owned:
+        raise Forbidden(
+            f"group '{group.name}' is mapped to an IdP group and {user.user_name} signs in through "
+            "a connector with group sync: the IdP owns this membership; change it in the IdP"
+        )
+    existing = session.get(GroupMembership, (group.id, user.id))
+    if existing is not None and existing.account_id == account.id:
+        raise Conflict(f"{user.user_name} is already a member of '{group.name}'")
+    session.add(GroupMembership(account_id=account.id, group_id=group.id, user_id=user.id, source=SOURCE_MANUAL))
+    session.flush()
+    audit.record(
+        session, account_id=account.id, actor=actor, action="group.member_added", user_id=user.id,
+        details={"group": group.name, "source": SOURCE_MANUAL},
+    )
+
+
+def remove_group_member(
+    session: Session, *, account: Account, group: Group, user: User, actor: str, idp_owned: bool
+) -> None:
+    if group.idp_identifier is not None and idp_owned:
+        raise Forbidden(
+            f"group '{group.name}' is mapped to an IdP group and {user.user_name} signs in through "
+            "a connector with group sync: the IdP owns this membership; change it in the IdP"
+        )
+    membership = session.scalar(
+        select(GroupMembership).where(
+            GroupMembership.account_id == account.id,
+            GroupMembership.group_id == group.id,
+            GroupMembership.user_id == user.id,
+        )
+    )
+    if membership is None:
+        raise NotFound(f"{user.user_name} is not a member of '{group.name}'")
+    session.delete(membership)
+    session.flush()
+    audit.record(
+        session, account_id=account.id, actor=actor, action="group.member_removed", user_id=user.id,
+        details={"group": group.name},
+    )
+
+
+def group_members(session: Session, *, account: Account, group: Group) -> list[tuple[User, str]]:
+    rows = session.execute(
+        select(User, GroupMembership.source)
+        .join(GroupMembership, GroupMembership.user_id == User.id)
+        .where(GroupMembership.account_id == account.id, GroupMembership.group_id == group.id)
+        .order_by(User.user_name_key)
+    )
+    return [(u, s) for u, s in rows.tuples()]
+
+
+# -- users ------------------------------------------------------------------------------
+
+
+def validate_email(email: str) -> str:
+    value = email.strip()
+    if not _EMAIL.match(value) or len(value) > 320:
+        raise BadRequest(f"'{email}' is not an email address")
+    return value
+
+
+def create_user(
+    session: Session,
+    *,
+    account: Account,
+    user_name: str,
+    email: str | None,
+    password: str | None = None,
+    status: str = USER_ACTIVE,
+    display_name: str | None = None,
+    given_name: str | None = None,
+    family_name: str | None = None,
+    account_role: str | None = None,
+    actor: str = "cli",
+    connector_id: str | None = None,
+) -> User:
+    """Create a user; a second user with the same user name (case-insensitively) in the
+    account is a Conflict, also when both creates race (the unique key decides)."""
+    user_name = user_name.strip()
+    if not user_name or len(user_name) > 320:
+        raise BadRequest("user name must be 1-320 characters")
+    role = get_role(session, account=account, scope=ROLE_SCOPE_ACCOUNT, name=account_role or ACCOUNT_MEMBER)
+    user = User(
+        account_id=account.id,
+        user_name=user_name,
+        user_name_key=user_name_key(user_name),
+        email=email,
+        email_key=email.casefold() if email else None,
+        display_name=display_name,
+        given_name=given_name,
+        family_name=family_name,
+        status=status,
+        password_hash=hash_password(password) if password else None,
+        account_role_id=role.id,
+    )
+    try:
+        with session.begin_nested():
+            session.add(user)
+            session.flush()
+    except IntegrityError as exc:
+        raise Conflict(f"a user named '{user_name}' already exists in account '{account.name}'") from exc
+    audit.record(
+        session, account_id=account.id, actor=actor, action="user.created", user_id=user.id,
+        connector_id=connector_id, details={"user_name": user_name, "status": status},
+    )
+    return user
+
+
+def find_user(session: Session, *, account: Account, email_or_user_name: str) -> User | None:
+    key = user_name_key(email_or_user_name)
+    user = session.scalar(select(User).where(User.account_id == account.id, User.user_name_key == key))
+    if user is not None:
+        return user
+    matches = list(session.scalars(select(User).where(User.account_id == account.id, User.email_key == key).limit(2)))
+    return matches[0] if len(matches) == 1 else None
+
+
+def get_user(session: Session, *, account: Account, email_or_user_name: str) -> User:
+    user = find_user(session, account=account, email_or_user_name=email_or_user_name)
+    if user is None:
+        raise NotFound(f"no user '{email_or_user_name}' in account '{account.name}'")
+    return user
+
+
+def user_json(session: Session, *, user: User) -> dict[str, Any]:
+    """The user JSON shape of interfaces.md."""
+    account = session.get_one(Account, user.account_id)
+    spaces = session.execute(
+        select(Space.name, Role.name)
+        .join(SpaceMembership, SpaceMembership.space_id == Space.id)
+        .join(Role, Role.id == SpaceMembership.role_id)
+        .where(SpaceMembership.account_id == user.account_id, SpaceMembership.user_id == user.id)
+        .order_by(Space.name)
+    ).all()
+    groups = session.execute(
+        select(Group.name, Group.idp_identifier, GroupMembership.source)
+        .join(GroupMembership, GroupMembership.group_id == Group.id)
+        .where(GroupMembership.account_id == user.account_id, GroupMembership.user_id == user.id)
+        .order_by(Group.name)
+    ).all()
+    role = session.get(Role, user.account_role_id) if user.account_role_id else None
+    return {
+        "id": user.id,
+        "account": account.name,
+        "email": user.email,
+        "user_name": user.user_name,
+        "display_name": user.display_name,
+        "timezone": user.timezone,
+        "status": user.status,
+        "account_role": role.name if role else None,
+        "spaces": [{"space": s, "role": r} for s, r in spaces],
+        "groups": [
+            {"name": n, "idp_identifier": i, "source": src if src in (SOURCE_IDP, SOURCE_MANUAL) else SOURCE_MANUAL}
+            for n, i, src in groups
+        ],
+    }
+
+
+# -- API tokens -------------------------------------------------------------------------
+
+
+def create_token(session: Session, *, account: Account, permissions: list[str], name: str | None = None) -> str:
+    unknown = set(permissions) - PERMISSIONS
+    if unknown or not permissions:
+        raise BadRequest(f"unknown permission(s): {', '.join(sorted(unknown)) or 'none given'}; "
+                         f"known: {', '.join(sorted(PERMISSIONS))}")
+    token = new_api_token()
+    session.add(
+        ApiToken(
+            account_id=account.id,
+            name=name or "token",
+            token_hash=token_digest(token),
+            permissions=",".join(sorted(set(permissions))),
+        )
+    )
+    session.flush()
+    audit.record(session, account_id=account.id, actor="cli", action="token.created",
+                 details={"name": name or "token", "permissions": sorted(set(permissions))})
+    return token
+
+
+def authenticate_token(session: Session, *, token: str, permission: str) -> ApiToken:
+    """Find the token by its digest (an indexed equality on a hash: comparing digests leaks
+    nothing about the token) and check its permission."""
+    row = session.scalar(select(ApiToken).where(ApiToken.token_hash == token_digest(token.strip())))
+    if row is None:
+        raise Unauthorized("invalid API token")
+    perms = set(row.permissions.split(","))
+    if permission not in perms and "admin" not in perms:
+        raise Forbidden(f"this API token lacks the '{permission}' permission")
+    return row

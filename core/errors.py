@@ -1,0 +1,87 @@
+"""The one error hierarchy. Every error the host or a plugin raises on purpose is a
+``TransomError``; its ``status`` is the HTTP status the edge answers with and its message
+is safe to show to the person who caused it (no token contents, no secrets)."""
+
+from __future__ import annotations
+
+
+class TransomError(Exception):
+    status: int = 400
+    #: short machine-readable code, also used as SCIM ``scimType`` where one applies
+    code: str = "bad_request"
+
+    def __init__(self, message: str, *, hint: str | None = None, code: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+        if code is not None:
+            self.code = code
+
+
+class ConfigError(TransomError):
+    """The configuration or the installed plugins cannot work. Always one line."""
+
+    status = 500
+    code = "config"
+
+
+class BadRequest(TransomError):
+    status = 400
+    code = "bad_request"
+
+
+class LoginRefused(TransomError):
+    """An SSO or password login was refused. ``hint`` tells an IdP admin what to fix."""
+
+    status = 400
+    code = "login_refused"
+
+
+class Unauthorized(TransomError):
+    status = 401
+    code = "unauthorized"
+
+
+class Forbidden(TransomError):
+    status = 403
+    code = "forbidden"
+
+
+class NotFound(TransomError):
+    status = 404
+    code = "not_found"
+
+
+class Conflict(TransomError):
+    status = 409
+    code = "conflict"
+
+
+class PreconditionFailed(TransomError):
+    status = 412
+    code = "precondition_failed"
+
+
+class PayloadTooLarge(TransomError):
+    status = 413
+    code = "too_large"
+
+
+class NotImplementedByHost(TransomError):
+    status = 501
+    code = "not_implemented"
+
+
+class ConnectorError(TransomError):
+    """A plugin failed (raised something that is not a TransomError, or returned nonsense).
+    The host fails closed: the login or request is refused."""
+
+    status = 502
+    code = "connector_error"
+
+
+class UpstreamError(TransomError):
+    """An IdP endpoint (token, JWKS, Graph, metadata) could not be reached or answered badly."""
+
+    status = 502
+    code = "upstream_error"

@@ -1,0 +1,155 @@
+"""Hook specifications: the whole contract between the Transom host and connector plugins.
+
+A connector plugin is a module (or object) registered through the entry-point group
+``transom.connectors`` under the name of the connector type it provides. It implements
+some of the hooks below, decorated with :data:`hookimpl`::
+
+    from transom.hookspecs import hookimpl
+
+    @hookimpl
+    def transom_connector_type() -> ConnectorType: ...
+
+Rules every implementation follows:
+
+* Hooks are plain ``def`` functions. An ``async def`` returns a coroutine, which pluggy
+  counts as a result and which would end every first-result call.
+* Every hook except :func:`transom_connector_type` receives the ``connector`` and returns
+  ``None`` unless ``connector.type`` is the plugin's own type, so that a first-result call
+  reaches the right plugin.
+* Plugins translate; they never verify signatures, never touch the database and never
+  raise HTTP exceptions. To refuse, raise a :class:`transom.errors.TransomError` subclass;
+  any other exception is turned into a ``ConnectorError`` by the host (it fails closed).
+* Hook parameters have no defaults. Hooks are called with keyword arguments only, so an
+  implementation may accept any subset of the parameters, in any order.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+import pluggy
+
+if TYPE_CHECKING:
+    import httpx
+
+    from transom.connector import Claims, Connector, ConnectorType, OidcProvider, SamlIdp
+
+PROJECT = "transom"
+
+hookspec = pluggy.HookspecMarker(PROJECT)
+#: decorate hook implementations in plugins with this marker
+hookimpl = pluggy.HookimplMarker(PROJECT)
+
+
+@hookspec
+def transom_connector_type() -> ConnectorType:
+    """Describe the connector type this plugin provides.
+
+    Called once when the plugin is loaded, before any connector is built.
+
+    :return: the :class:`~transom.connector.ConnectorType`: its name (equal to the
+        entry-point name), the protocols it speaks, its settings model (a pydantic model
+        that validates ``[connectors.settings]``) and its capabilities (for example
+        ``"group_sync"``).
+
+    Every loaded plugin must implement this hook; results are collected from all plugins.
+    """
+
+
+@hookspec(firstresult=True)
+def transom_oidc_provider(connector: Connector) -> OidcProvider | None:
+    """Tell the host where the OIDC identity provider of ``connector`` lives.
+
+    Called when an OIDC login starts and when an id_token is verified, for connectors
+    whose protocol is ``oidc``. Must not do network I/O: derive everything from
+    ``connector.settings`` so that every URL can point at a local server.
+
+    :param connector: the configured connector instance.
+    :return: issuers, endpoints, JWKS URL and client credentials, or ``None`` if
+        ``connector.type`` is not this plugin's type.
+
+    Stops at first non-None result.
+    """
+
+
+@hookspec(firstresult=True)
+def transom_saml_idp(connector: Connector) -> SamlIdp | None:
+    """Tell the host where the SAML identity provider of ``connector`` lives.
+
+    Called when a SAML login starts, when SP metadata is built and when a response is
+    validated, for connectors whose protocol is ``saml``. The host reads metadata files
+    and URLs named in the result; the plugin does no I/O beyond reading local files.
+
+    :param connector: the configured connector instance.
+    :return: entity ID, SSO URL, signing certificates and/or a metadata source, or
+        ``None`` if ``connector.type`` is not this plugin's type.
+
+    Stops at first non-None result.
+    """
+
+
+@hookspec(firstresult=True)
+def transom_extract_claims(connector: Connector, payload: Mapping[str, Any]) -> Claims | None:
+    """Translate a verified IdP payload into the canonical :class:`~transom.connector.Claims`.
+
+    Called after the host has verified the id_token or SAML response, once per login.
+
+    :param connector: the connector the login came through.
+    :param payload: for OIDC, the verified id_token claims; for SAML, a mapping with
+        ``name_id``, ``name_id_format``, ``issuer`` and ``attributes`` (attribute name to
+        list of string values). Never contains unverified data.
+    :return: the claims, or ``None`` if ``connector.type`` is not this plugin's type
+        (the host then maps standard OIDC claims itself). Raise ``LoginRefused`` when a
+        required value (such as the subject) is missing.
+
+    Stops at first non-None result.
+    """
+
+
+@hookspec(firstresult=True)
+def transom_lookup_group_ids(
+    connector: Connector, claims: Claims, payload: Mapping[str, Any], http: httpx.Client
+) -> list[str] | None:
+    """Resolve the complete list of the user's IdP group ids when the payload could not
+    carry it (``claims.groups`` is in the ``OVERAGE`` state, as with Entra's overage).
+
+    Called before the login's database transaction opens, only for overage, only when the
+    connector syncs groups.
+
+    :param connector: the connector the login came through.
+    :param claims: the claims the plugin extracted.
+    :param payload: the verified payload they came from.
+    :param http: a synchronous ``httpx.Client`` to call the IdP's API with.
+    :return: every group id the user belongs to, or ``None`` if ``connector.type`` is not
+        this plugin's type. Raise ``UpstreamError`` when the IdP cannot be asked: the host
+        then changes no membership and lets the login succeed.
+
+    Stops at first non-None result.
+    """
+
+
+@hookspec(firstresult=True)
+def transom_scim_normalize(
+    connector: Connector,
+    resource_type: str,
+    operation: str,
+    body: Mapping[str, Any],
+    headers: Mapping[str, str],
+) -> dict[str, Any] | None:
+    """Rewrite an IdP's SCIM request body into plain RFC 7644 form.
+
+    Called for every SCIM write request (``POST``, ``PUT``, ``PATCH``) before the host
+    parses it, once per connector of the token's account, in configuration order; each
+    connector sees the body the previous one returned. Pure: no I/O.
+
+    :param connector: a connector of the account the SCIM token belongs to.
+    :param resource_type: ``"User"`` or ``"Group"``.
+    :param operation: ``"create"``, ``"replace"`` or ``"patch"``.
+    :param body: the parsed JSON body (do not mutate it; return a new dict).
+    :param headers: the request headers, lower-cased names.
+    :return: the normalised body, or ``None`` if ``connector.type`` is not this plugin's
+        type or nothing needs rewriting.
+
+    Stops at first non-None result.
+    """

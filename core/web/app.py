@@ -1,0 +1,68 @@
+"""The FastAPI application factory."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.responses import JSONResponse
+from sqlalchemy import text
+
+from transom.errors import ConfigError
+from transom.runtime import Runtime
+from transom.web import account_routes
+from transom.web.errors import install_error_handlers
+from transom.web.limits import BodySizeLimit
+
+log = logging.getLogger("transom.web")
+
+
+def create_app(runtime: Runtime) -> FastAPI:
+    if runtime.config.server.session_secret is None:
+        raise ConfigError(
+            "server.session_secret: not set; use session_secret = { env = \"TRANSOM_SESSION_SECRET\" } "
+            "with a random value of at least 32 characters"
+        )
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        yield
+
+    app = FastAPI(title="Transom", version="0.1.0", lifespan=lifespan)
+    app.state.runtime = runtime
+    install_error_handlers(app)
+
+    @app.get("/healthz")
+    def healthz() -> Any:
+        try:
+            with runtime.db.engine.connect() as conn:
+                conn.execute(text("SELECT 1"))
+        except Exception as exc:
+            log.warning("health check: database unreachable: %s", type(exc).__name__)
+            return JSONResponse({"status": "error", "database": "unreachable"}, status_code=503)
+        return {"status": "ok", "database": "ok"}
+
+    app.include_router(account_routes.router)
+    for router in _optional_routers():
+        app.include_router(router)
+    app.add_middleware(BodySizeLimit, max_bytes=runtime.config.server.max_request_bytes)
+    return app
+
+
+def _optional_routers() -> list[Any]:
+    """Routers of the feature modules (SSO, SCIM, admin). Each module exposes ``router``."""
+    import importlib
+
+    routers = []
+    for name in ("transom.web.sso_routes", "transom.web.admin_routes", "transom.scim.router"):
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name and name.startswith(exc.name):
+                continue
+            raise
+        routers.append(module.router)
+    return routers

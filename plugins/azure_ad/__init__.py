@@ -1,0 +1,50 @@
+"""Microsoft Entra ID (Azure AD) connector: OIDC (v1 and v2 issuers) or SAML; users keyed on
+``tid`` + ``oid``; groups overage resolved through Microsoft Graph."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import SecretStr, model_validator
+
+from transom.connector import GROUP_SYNC, ConnectorType, SamlSettings
+from transom.hookspecs import hookimpl
+
+TYPE = "azure_ad"
+
+
+class AzureAdSettings(SamlSettings):
+    protocol: Literal["oidc", "saml"] = "oidc"
+    tenant_id: str
+    client_id: str | None = None
+    client_secret: SecretStr | None = None
+    authority: str = "https://login.microsoftonline.com"
+    graph_url: str = "https://graph.microsoft.com"
+    #: multi-tenant apps only: the tenant ids (GUIDs) whose users may sign in
+    allowed_tenants: list[str] = []
+
+    @model_validator(mode="after")
+    def _protocol_keys(self) -> AzureAdSettings:
+        if self.protocol == "oidc" and not self.client_id:
+            raise ValueError("client_id is required with protocol = \"oidc\"")
+        if self.protocol == "saml":
+            self.check_saml_sources()
+        if self.tenant_id in ("common", "organizations", "consumers") and not self.allowed_tenants:
+            raise ValueError(
+                f"tenant_id = \"{self.tenant_id}\" accepts any tenant; list allowed_tenants explicitly"
+            )
+        self.authority = self.authority.rstrip("/")
+        self.graph_url = self.graph_url.rstrip("/")
+        return self
+
+
+@hookimpl
+def transom_connector_type() -> ConnectorType:
+    return ConnectorType(
+        name=TYPE,
+        protocols=("oidc", "saml"),
+        settings_model=AzureAdSettings,
+        capabilities=frozenset({GROUP_SYNC}),
+        default_button_label="Sign in with Azure",
+        version="0.1.0",
+    )
