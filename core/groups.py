@@ -3,13 +3,17 @@ applied on every login."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from transom.connector import Connector
 from transom.models import ExternalIdentity, User
+
+if TYPE_CHECKING:
+    from transom.login import LoginTrace
 
 
 def user_is_group_synced(session: Session, *, user: User, connectors: Iterable[Connector]) -> bool:
@@ -30,3 +34,11 @@ def user_is_group_synced(session: Session, *, user: User, connectors: Iterable[C
         .limit(1)
     )
     return found is not None
+
+
+def sync_user_groups(
+    db: Session, *, account_id: str, user_id: str, idp_group_ids: Sequence[str], connector_id: str,
+    trace: LoginTrace,
+) -> None:
+    """Make the user's memberships of *mapped* groups equal ``idp_group_ids`` (set-based)."""
+    raise NotImplementedError("group sync arrives with the group-sync issue")
