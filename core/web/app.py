@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
-from fastapi import FastAPI
+from fastapi import APIRouter, FastAPI
 from fastapi.responses import JSONResponse
 from sqlalchemy import text
 
@@ -20,7 +20,9 @@ from transom.web.limits import BodySizeLimit
 log = logging.getLogger("transom.web")
 
 
-def create_app(runtime: Runtime) -> FastAPI:
+def create_app(runtime: Runtime, *, extra_routers: Sequence[APIRouter] = ()) -> FastAPI:
+    """The host app. ``extra_routers`` are mounted as well: ``transom demo`` passes the
+    development IdP's router here; a normal ``serve`` never does."""
     if runtime.config.server.session_secret is None:
         raise ConfigError(
             "server.session_secret: not set; use session_secret = { env = \"TRANSOM_SESSION_SECRET\" } "
@@ -47,6 +49,8 @@ def create_app(runtime: Runtime) -> FastAPI:
 
     app.include_router(account_routes.router)
     for router in _optional_routers():
+        app.include_router(router)
+    for router in extra_routers:
         app.include_router(router)
     app.add_middleware(BodySizeLimit, max_bytes=runtime.config.server.max_request_bytes)
     return app
