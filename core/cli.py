@@ -364,3 +364,6 @@ def _register_optional_commands() -> None:
 
 
 _register_optional_commands()
+
+if __name__ == "__main__":
+    main()

@@ -149,7 +149,10 @@ class SamlIdp:
 
 
 class SamlSettings(BaseModel):
-    """The SAML keys every SAML-speaking connector type accepts (interfaces.md)."""
+    """The SAML keys every SAML-speaking connector type accepts (interfaces.md). Unknown
+    keys are refused so that a typo in the config is an error, not a silent default."""
+
+    model_config = ConfigDict(extra="forbid")
 
     idp_entity_id: str | None = None
     idp_sso_url: str | None = None

@@ -193,14 +193,12 @@ class PluginHost:
             _check_hook_names(plugin, type_name)
             try:
                 pm.register(plugin, name=f"transom-connector-{type_name}")
-            except ValueError as exc:
-                raise ConfigError(f"connector type '{type_name}': {exc}") from exc
+            except (ValueError, pluggy.PluginValidationError) as exc:
+                raise ConfigError(f"connector type '{type_name}': {_one_line(exc)}") from exc
         try:
             pm.check_pending()
         except pluggy.PluginValidationError as exc:
-            raise ConfigError(f"invalid plugin: {exc}") from exc
-        except Exception as exc:
-            raise ConfigError(f"invalid plugin: {exc}") from exc
+            raise ConfigError(f"invalid plugin: {_one_line(exc)}") from exc
 
         types: dict[str, ConnectorType] = {}
         try:
@@ -277,6 +275,10 @@ class PluginHost:
         if result is not None and not isinstance(result, dict):
             raise ConnectorError(f"connector '{connector.id}' returned an invalid SCIM body")
         return result
+
+
+def _one_line(exc: Exception) -> str:
+    return " ".join(str(exc).split())
 
 
 def _dist_name(ep: metadata.EntryPoint) -> str:

@@ -11,10 +11,15 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import warnings
+
 import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
-from starlette.testclient import TestClient
+with warnings.catch_warnings():
+    # Starlette deprecates its httpx-based client in favour of a package not yet needed here.
+    warnings.simplefilter("ignore")
+    from starlette.testclient import TestClient
 
 from transom.config import parse_config
 from transom.db import make_engine
