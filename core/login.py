@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 
 from transom import audit, directory
 from transom.connector import Claims, Connector, GroupsState, as_str_list
-from transom.errors import ConnectorError, LoginRefused, NotFound, UpstreamError
+from transom.errors import ConnectorError, LoginRefused, NotFound, TransomError
 from transom.models import (
     USER_ACTIVE,
     USER_DEPROVISIONED,
@@ -118,7 +118,7 @@ def resolve_groups(
         return ResolvedGroups(None)
     try:
         ids = runtime.plugins.lookup_group_ids(connector, claims, payload, runtime.http)
-    except (UpstreamError, ConnectorError) as exc:
+    except TransomError as exc:  # UpstreamError, ConnectorError, or a plugin's own refusal
         trace.warn(
             f"connector '{connector.id}': the IdP reported more groups than fit in the token "
             f"(overage) and looking them up failed ({exc.message}); group memberships were left unchanged"
@@ -181,6 +181,8 @@ def _login_transaction(
     if groups.ids is not None and user.password_hash is None:
         sync_user_groups(db, account_id=account.id, user_id=user.id, idp_group_ids=groups.ids,
                          connector_id=connector.id, trace=trace)
+    elif groups.ids is not None:
+        trace.note("group sync skipped: the user has a password, so group memberships are managed manually")
     if user.status == USER_PENDING:
         trace.note("pending user (created by SCIM) linked on first SSO login and now active")
         audit.record(db, account_id=account.id, actor=f"connector:{connector.id}", action="user.activated",
