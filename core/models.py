@@ -124,6 +124,30 @@ class User(Base):
     account_role: Mapped[Role | None] = relationship(lazy="joined")
 
 
+class ScimValue(Base):
+    """One leaf of a user's SCIM representation that lives in ``users.scim_attributes``
+    (``emails[1].type``, ``name.givenName``, the enterprise ``manager.value``…), so that SCIM
+    filters compile to indexed SQL on SQLite and PostgreSQL alike (docs/scim.md)."""
+
+    __tablename__ = "scim_values"
+    __table_args__ = (
+        Index(None, "account_id", "attribute", "sub_attribute", "value"),
+        Index(None, "user_id"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    account_id: Mapped[str] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"))
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    #: lower-cased attribute name, URN-qualified for extensions ("emails", "urn:…:user:manager")
+    attribute: Mapped[str] = mapped_column(String(200))
+    #: position in a multi-valued attribute (0 for singular ones)
+    entry: Mapped[int] = mapped_column(Integer)
+    #: lower-cased sub-attribute name; "" for a simple attribute
+    sub_attribute: Mapped[str] = mapped_column(String(64))
+    #: casefolded unless the attribute is caseExact; booleans as "true"/"false"
+    value: Mapped[str] = mapped_column(String(1024))
+
+
 class ExternalIdentity(Base):
     __tablename__ = "external_identities"
     __table_args__ = (
