@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import secrets
@@ -11,8 +12,12 @@ from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatc
 
 # argon2-cffi's defaults follow RFC 9106's second recommended profile (64 MiB, t=3).
 _hasher = PasswordHasher()
-#: verifying against this keeps the time of "no such user" equal to "wrong password"
-_DUMMY_HASH = _hasher.hash(secrets.token_urlsafe(16))
+
+
+@functools.cache
+def _dummy_hash() -> str:
+    """Verifying against this keeps the time of "no such user" equal to "wrong password"."""
+    return _hasher.hash(secrets.token_urlsafe(16))
 
 TOKEN_PREFIX = "trn_"
 
@@ -23,7 +28,7 @@ def hash_password(password: str) -> str:
 
 def verify_password(password_hash: str | None, password: str) -> bool:
     try:
-        return _hasher.verify(password_hash or _DUMMY_HASH, password) and password_hash is not None
+        return _hasher.verify(password_hash or _dummy_hash(), password) and password_hash is not None
     except (VerifyMismatchError, VerificationError, InvalidHashError):
         return False
 
