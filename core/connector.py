@@ -131,6 +131,10 @@ class OidcProvider:
     allowed_tenants: tuple[str, ...] = ()
     #: extra query parameters for the authorization request
     extra_authorize_params: Mapping[str, str] = field(default_factory=dict)
+    #: how the client authenticates at the token endpoint (RFC 6749 §2.3.1)
+    token_endpoint_auth_method: Literal["client_secret_post", "client_secret_basic"] = (
+        "client_secret_post"
+    )
 
 
 @dataclass(frozen=True)

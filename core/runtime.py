@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import httpx
 
@@ -11,6 +11,7 @@ from transom.config import Config, bind_connectors
 from transom.connector import Connector
 from transom.db import Database
 from transom.errors import ConfigError, NotFound
+from transom.oidc import JwksCache
 from transom.plugins import PluginHost
 
 #: IdP calls (token, JWKS, Graph, metadata) must not hang a login
@@ -32,6 +33,8 @@ class Runtime:
     plugins: PluginHost
     db: Database
     http: httpx.Client
+    #: per-process cache of OIDC signing keys (refetched on an unknown kid)
+    jwks: JwksCache = field(default_factory=JwksCache)
 
     @classmethod
     def build(
