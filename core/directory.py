@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -120,11 +120,14 @@ def get_role(session: Session, *, account: Account, scope: str, name: str) -> Ro
 
 
 def _clean_identifier(idp_identifier: str | None) -> str | None:
-    # Compared exactly as the IdP sends it; only surrounding blanks (copy/paste) are dropped.
+    # Compared exactly as the IdP sends it; only surrounding blanks (copy/paste) are dropped
+    # and a GUID is lower-cased, as the sync does with received ids (docs/group-sync.md).
+    from transom.groups import canonical_group_id
+
     if idp_identifier is None:
         return None
     value = idp_identifier.strip()
-    return value or None
+    return canonical_group_id(value) if value else None
 
 
 def create_group(session: Session, *, account: Account, name: str, idp_identifier: str | None = None) -> Group:
@@ -163,6 +166,14 @@ def set_group_idp_identifier(
     old = group.idp_identifier
     group.idp_identifier = value
     session.flush()
+    if value is None and old is not None:
+        # Unmapped: sync no longer owns these rows, so they become ordinary manual memberships.
+        session.execute(
+            update(GroupMembership)
+            .where(GroupMembership.account_id == account.id, GroupMembership.group_id == group.id,
+                   GroupMembership.source == SOURCE_IDP)
+            .values(source=SOURCE_MANUAL)
+        )
     audit.record(
         session,
         account_id=account.id,

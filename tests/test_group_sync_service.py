@@ -1,0 +1,360 @@
+"""Group sync at the service level: ``sync_user_groups`` and ``complete_sso_login`` on a real
+database, with a minimal third-party plugin that declares group sync (the end-to-end tests
+through HTTP with the Okta and Azure plugins are in test_group_sync_http.py)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import pytest
+from pydantic import BaseModel
+from sqlalchemy import select
+from transom import directory
+from transom.connector import GROUP_SYNC, Claims, Connector, ConnectorType, GroupsClaim
+from transom.errors import Forbidden, UpstreamError
+from transom.groups import (
+    MappedGroup,
+    canonical_group_id,
+    plan_group_sync,
+    sync_user_groups,
+    user_is_group_synced,
+)
+from transom.hookspecs import hookimpl
+from transom.login import LoginTrace, complete_sso_login
+from transom.models import AuditEvent, GroupMembership, User
+from transom.runtime import Runtime
+
+GUID_A = "0b1c2d3e-0000-4000-8000-00000000000a"
+GUID_B = "0b1c2d3e-0000-4000-8000-00000000000b"
+GUID_C = "0b1c2d3e-0000-4000-8000-00000000000c"
+
+
+class _Settings(BaseModel):
+    pass
+
+
+class SyncingPlugin:
+    """A third-party connector type with group sync: groups come from the payload's
+    ``groups`` key (list = present, missing = absent, ``"overage"`` = overage)."""
+
+    def __init__(self, type_name: str = "fakesync", *, group_sync: bool = True) -> None:
+        self.type_name = type_name
+        self.group_sync = group_sync
+        self.lookups: list[str] = []
+        self.lookup_result: list[str] | Exception = []
+
+    @hookimpl
+    def transom_connector_type(self) -> ConnectorType:
+        return ConnectorType(
+            name=self.type_name,
+            protocols=("oidc",),
+            settings_model=_Settings,
+            capabilities=frozenset({GROUP_SYNC}) if self.group_sync else frozenset(),
+        )
+
+    @hookimpl
+    def transom_extract_claims(
+        self, connector: Connector, payload: Mapping[str, Any]
+    ) -> Claims | None:
+        if connector.type != self.type_name:
+            return None
+        raw = payload.get("groups")
+        if raw is None:
+            groups = GroupsClaim.absent()
+        elif raw == "overage":
+            groups = GroupsClaim.overage("https://graph.example/overage")
+        else:
+            groups = GroupsClaim.present(raw)
+        return Claims(
+            subject=str(payload["sub"]),
+            email=payload.get("email"),
+            email_verified=True,
+            user_name=payload.get("email"),
+            groups=groups,
+        )
+
+    @hookimpl
+    def transom_lookup_group_ids(self, connector: Connector, claims: Claims) -> list[str] | None:
+        if connector.type != self.type_name:
+            return None
+        self.lookups.append(claims.subject)
+        if isinstance(self.lookup_result, Exception):
+            raise self.lookup_result
+        return list(self.lookup_result)
+
+
+def _connector(cid: str, type_name: str, **provisioning: Any) -> dict[str, Any]:
+    return {"id": cid, "type": type_name, "account": "acme", "provisioning": provisioning}
+
+
+@pytest.fixture
+def plugin() -> SyncingPlugin:
+    return SyncingPlugin()
+
+
+@pytest.fixture
+def rt(make_runtime: Any, plugin: SyncingPlugin) -> Runtime:
+    nosync = SyncingPlugin("fakenosync", group_sync=False)
+    runtime: Runtime = make_runtime(
+        [
+            _connector("idp", "fakesync"),
+            _connector("idp-off", "fakesync", group_sync=False),
+            _connector("plain", "fakenosync"),
+        ],
+        extra_plugins={"fakesync": plugin, "fakenosync": nosync},
+    )
+    with runtime.db.transaction() as db:
+        account = directory.create_account(db, name="acme")
+        directory.create_group(db, account=account, name="Alpha", idp_identifier=GUID_A)
+        directory.create_group(db, account=account, name="Beta", idp_identifier=GUID_B)
+        directory.create_group(db, account=account, name="Gamma", idp_identifier=GUID_C)
+        directory.create_group(db, account=account, name="Local")  # unmapped
+    return runtime
+
+
+def login(
+    rt: Runtime,
+    groups: Any = None,
+    *,
+    connector: str = "idp",
+    sub: str = "u1",
+    email: str = "ada@acme.example",
+) -> Any:
+    payload: dict[str, Any] = {"sub": sub, "email": email}
+    if groups is not None:
+        payload["groups"] = groups
+    return complete_sso_login(rt, connector=rt.connector(connector), payload=payload)
+
+
+def memberships(rt: Runtime, email: str = "ada@acme.example") -> dict[str, str]:
+    with rt.db.transaction() as db:
+        account = directory.get_account(db, name="acme")
+        user = directory.get_user(db, account=account, email_or_user_name=email)
+        return {g["name"]: g["source"] for g in directory.user_json(db, user=user)["groups"]}
+
+
+def manual(rt: Runtime, group: str, email: str = "ada@acme.example", *, add: bool = True) -> None:
+    with rt.db.transaction() as db:
+        account = directory.get_account(db, name="acme")
+        grp = directory.get_group(db, account=account, name=group)
+        user = directory.get_user(db, account=account, email_or_user_name=email)
+        owned = user_is_group_synced(db, user=user, connectors=rt.config.connectors.values())
+        if add:
+            directory.add_group_member(
+                db, account=account, group=grp, user=user, actor="test", idp_owned=owned
+            )
+        else:
+            directory.remove_group_member(
+                db, account=account, group=grp, user=user, actor="test", idp_owned=owned
+            )
+
+
+def sync_events(rt: Runtime) -> list[dict[str, Any]]:
+    with rt.db.transaction() as db:
+        return [
+            e.details or {}
+            for e in db.scalars(
+                select(AuditEvent)
+                .where(AuditEvent.action == "group.synced")
+                .order_by(AuditEvent.id)
+            )
+        ]
+
+
+# -- pure plan ---------------------------------------------------------------------------
+
+
+def _mg(gid: str, ident: str, membership: str | None) -> MappedGroup:
+    return MappedGroup(group_id=gid, name=gid.upper(), idp_identifier=ident, membership=membership)
+
+
+def test_plan_adds_removes_adopts_and_reports_unmatched() -> None:
+    plan = plan_group_sync(
+        idp_group_ids=["a", "b", "zzz", "b"],
+        mapped_groups=[
+            _mg("g1", "a", None),
+            _mg("g2", "b", "manual"),
+            _mg("g3", "c", "idp"),
+            _mg("g4", "d", "manual"),
+            _mg("g5", "e", None),
+        ],
+    )
+    assert [g.group_id for g in plan.to_add] == ["g1"]
+    assert [g.group_id for g in plan.to_adopt] == ["g2"]
+    assert [g.group_id for g in plan.to_remove] == ["g3", "g4"]
+    assert plan.unmatched_ids == ("zzz",)
+    assert plan.changed
+
+
+def test_plan_without_changes() -> None:
+    plan = plan_group_sync(idp_group_ids=["a"], mapped_groups=[_mg("g1", "a", "idp")])
+    assert not plan.changed and plan.unmatched_ids == ()
+
+
+def test_guids_compare_case_insensitively_everything_else_exactly() -> None:
+    assert canonical_group_id(GUID_A.upper()) == GUID_A
+    assert canonical_group_id("Engineering") == "Engineering"
+    assert canonical_group_id("00gAbC123") == "00gAbC123"
+    plan = plan_group_sync(
+        idp_group_ids=[GUID_A.upper(), "engineering"],
+        mapped_groups=[_mg("g1", GUID_A, None), _mg("g2", "Engineering", None)],
+    )
+    assert [g.group_id for g in plan.to_add] == ["g1"]
+
+
+# -- through complete_sso_login ------------------------------------------------------------
+
+
+def test_add_remove_sequence_over_several_logins(rt: Runtime) -> None:
+    login(rt, [GUID_A, GUID_B])
+    assert memberships(rt) == {"Alpha": "idp", "Beta": "idp"}
+    login(rt, [GUID_B, GUID_C])
+    assert memberships(rt) == {"Beta": "idp", "Gamma": "idp"}
+    login(rt, [GUID_B, GUID_C])
+    assert memberships(rt) == {"Beta": "idp", "Gamma": "idp"}
+    login(rt, [])  # present but empty: the IdP says "no groups"
+    assert memberships(rt) == {}
+    events = sync_events(rt)
+    assert len(events) == 3  # the no-change login wrote no event
+    assert [a["group"] for a in events[0]["added"]] == ["Alpha", "Beta"]
+    assert [r["group"] for r in events[1]["removed"]] == ["Alpha"]
+    assert [a["group"] for a in events[1]["added"]] == ["Gamma"]
+    assert [r["group"] for r in events[2]["removed"]] == ["Beta", "Gamma"]
+
+
+def test_absent_claim_changes_nothing_and_hints(rt: Runtime) -> None:
+    login(rt, [GUID_A])
+    result = login(rt, None)
+    assert memberships(rt) == {"Alpha": "idp"}
+    assert any("no groups claim" in w and "configure the IdP" in w for w in result.trace.warnings)
+
+
+def test_overage_is_resolved_through_the_plugin(rt: Runtime, plugin: SyncingPlugin) -> None:
+    login(rt, [GUID_A])
+    plugin.lookup_result = [GUID_B.upper(), GUID_C, "not-mapped"]
+    result = login(rt, "overage")
+    assert plugin.lookups == ["u1"]
+    assert memberships(rt) == {"Beta": "idp", "Gamma": "idp"}
+    assert any("overage resolved" in n for n in result.trace.notes)
+
+
+@pytest.mark.parametrize("failure", [UpstreamError("graph down"), RuntimeError("plugin bug")])
+def test_overage_failure_leaves_memberships_and_login_succeeds(
+    rt: Runtime, plugin: SyncingPlugin, failure: Exception
+) -> None:
+    login(rt, [GUID_A, GUID_B])
+    plugin.lookup_result = failure
+    result = login(rt, "overage")
+    assert result.user_id
+    assert memberships(rt) == {"Alpha": "idp", "Beta": "idp"}
+    assert any("overage" in w and "left unchanged" in w for w in result.trace.warnings)
+
+
+def test_unmapped_groups_are_never_touched(rt: Runtime) -> None:
+    login(rt, [GUID_A])
+    manual(rt, "Local")  # allowed: the group is not mapped
+    login(rt, [GUID_B])
+    login(rt, [])
+    assert memberships(rt) == {"Local": "manual"}
+
+
+def test_password_user_manual_memberships_survive(rt: Runtime) -> None:
+    with rt.db.transaction() as db:
+        account = directory.get_account(db, name="acme")
+        directory.create_user(
+            db,
+            account=account,
+            user_name="bob@acme.example",
+            email="bob@acme.example",
+            password="correct horse battery",
+        )
+    manual(rt, "Alpha", "bob@acme.example")
+    manual(rt, "Local", "bob@acme.example")
+    # bob links to the IdP by user name, but he has a password: sync never touches him
+    result = login(rt, [GUID_B], sub="bob-sub", email="bob@acme.example")
+    assert memberships(rt, "bob@acme.example") == {"Alpha": "manual", "Local": "manual"}
+    assert any("has a password" in n for n in result.trace.notes)
+    manual(rt, "Gamma", "bob@acme.example")  # still manageable by hand
+    manual(rt, "Alpha", "bob@acme.example", add=False)
+    assert memberships(rt, "bob@acme.example") == {"Gamma": "manual", "Local": "manual"}
+
+
+@pytest.mark.parametrize("connector", ["idp-off", "plain"])
+def test_connector_without_group_sync_never_touches(rt: Runtime, connector: str) -> None:
+    login(rt, [GUID_A], connector=connector)
+    assert memberships(rt) == {}
+    manual(rt, "Beta")  # the user is not group-synced: manual changes allowed
+    login(rt, [GUID_A], connector=connector)
+    assert memberships(rt) == {"Beta": "manual"}
+
+
+def test_manual_change_of_synced_user_in_mapped_group_is_refused(rt: Runtime) -> None:
+    login(rt, [GUID_A])
+    with pytest.raises(Forbidden, match="IdP owns this membership"):
+        manual(rt, "Beta")
+    with pytest.raises(Forbidden, match="IdP owns this membership"):
+        manual(rt, "Alpha", add=False)
+    assert memberships(rt) == {"Alpha": "idp"}
+
+
+def test_existing_manual_row_is_adopted_or_removed(rt: Runtime) -> None:
+    # Ada was added by hand before she ever signed in through the IdP (e.g. SCIM-pending).
+    with rt.db.transaction() as db:
+        account = directory.get_account(db, name="acme")
+        directory.create_user(
+            db,
+            account=account,
+            user_name="ada@acme.example",
+            email="ada@acme.example",
+            status="pending",
+        )
+    manual(rt, "Alpha")
+    manual(rt, "Beta")
+    login(rt, [GUID_A])
+    assert memberships(rt) == {"Alpha": "idp"}
+    event = sync_events(rt)[-1]
+    assert [a["group"] for a in event["adopted"]] == ["Alpha"]
+    assert [r["group"] for r in event["removed"]] == ["Beta"]
+
+
+def test_unmapping_a_group_turns_idp_rows_manual_and_sync_leaves_them(rt: Runtime) -> None:
+    login(rt, [GUID_A, GUID_B])
+    with rt.db.transaction() as db:
+        account = directory.get_account(db, name="acme")
+        grp = directory.get_group(db, account=account, name="Alpha")
+        directory.set_group_idp_identifier(
+            db, account=account, group=grp, idp_identifier="", actor="test"
+        )
+    assert memberships(rt) == {"Alpha": "manual", "Beta": "idp"}
+    login(rt, [])
+    assert memberships(rt) == {"Alpha": "manual"}
+
+
+def test_sync_is_scoped_by_account(rt: Runtime) -> None:
+    with rt.db.transaction() as db:
+        other = directory.create_account(db, name="other")
+        directory.create_group(db, account=other, name="Alpha", idp_identifier=GUID_A)
+    login(rt, [GUID_A])
+    with rt.db.transaction() as db:
+        rows = list(db.scalars(select(GroupMembership)))
+        acme = directory.get_account(db, name="acme")
+    assert len(rows) == 1 and rows[0].account_id == acme.id
+
+
+def test_sync_user_groups_returns_plan_and_writes_nothing_when_unchanged(rt: Runtime) -> None:
+    login(rt, [GUID_A])
+    with rt.db.transaction() as db:
+        user = db.scalars(select(User)).one()
+        trace = LoginTrace()
+        plan = sync_user_groups(
+            db,
+            account_id=user.account_id,
+            user_id=user.id,
+            idp_group_ids=[GUID_A, "x"],
+            connector_id="idp",
+            trace=trace,
+        )
+        assert not plan.changed and plan.unmatched_ids == ("x",)
+        assert not db.new and not db.dirty and not db.deleted
+    assert len(sync_events(rt)) == 1
