@@ -23,7 +23,6 @@ from transom.models import (
     USER_ACTIVE,
     Account,
     ApiToken,
-    ExternalIdentity,
     Group,
     GroupMembership,
     Role,

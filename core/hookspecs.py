@@ -43,7 +43,7 @@ hookimpl = pluggy.HookimplMarker(PROJECT)
 
 
 @hookspec
-def transom_connector_type() -> ConnectorType:
+def transom_connector_type() -> ConnectorType:  # type: ignore[empty-body]
     """Describe the connector type this plugin provides.
 
     Called once when the plugin is loaded, before any connector is built.

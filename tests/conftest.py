@@ -7,15 +7,15 @@ import os
 import secrets
 import shutil
 import uuid
+import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import warnings
-
 import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
+
 with warnings.catch_warnings():
     # Starlette deprecates its httpx-based client in favour of a package not yet needed here.
     warnings.simplefilter("ignore")

@@ -82,7 +82,7 @@ def test_config_errors_are_one_line_naming_connector_and_key(
 def test_settings_are_validated_by_the_plugin_model(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("ACME_ENTRA_SECRET", "x")
     path = write(tmp_path, ENTRA.replace('tenant_id = "8eaef023-2b34-4da1-9baa-8bc8c9d6a490"', 'tenant_id = "common"'))
-    with pytest.raises(ConfigError, match="connector 'acme-entra': settings: .*allowed_tenants"):
+    with pytest.raises(ConfigError, match=r"connector 'acme-entra': settings: .*allowed_tenants"):
         full_check(path)
 
 
@@ -104,7 +104,7 @@ def test_environment_overrides_server_keys(tmp_path: Path, monkeypatch: pytest.M
 
 @pytest.mark.parametrize("weak", ["changeme", "short-secret", "secret"])
 def test_weak_session_secrets_are_refused(weak: str) -> None:
-    with pytest.raises(ConfigError, match="server.session_secret"):
+    with pytest.raises(ConfigError, match=r"server\.session_secret"):
         parse_config({"server": {"session_secret": weak}})
 
 
@@ -122,5 +122,5 @@ def test_missing_explicit_config_file_is_an_error(tmp_path: Path) -> None:
 
 
 def test_unknown_server_key(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match="server.base_ur: unknown key"):
+    with pytest.raises(ConfigError, match=r"server\.base_ur: unknown key"):
         parse_config({"server": {"base_ur": "http://x"}})

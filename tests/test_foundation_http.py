@@ -76,15 +76,16 @@ def test_malformed_login_body_is_400(runtime: Runtime, client: TestClient) -> No
 def test_next_is_only_a_relative_path(runtime: Runtime, client: TestClient) -> None:
     seed_password_user(runtime)
     for evil in ("https://evil.example/", "//evil.example/x", "/\\evil.example", "javascript:alert(1)"):
-        response = client.post("/api/accounts/login", data={
-            "email": "ada@acme.example", "password": "correct horse", "account": "acme", "next": evil})
+        form = {"email": "ada@acme.example", "password": "correct horse", "account": "acme", "next": evil}
+        response = client.post("/api/accounts/login", data=form)
         assert response.status_code == 303
         assert response.headers["location"] == "/"
 
 
 def test_logout_revokes_the_session(runtime: Runtime, client: TestClient) -> None:
     seed_password_user(runtime)
-    client.post("/api/accounts/login", data={"email": "ada@acme.example", "password": "correct horse", "account": "acme"})
+    client.post("/api/accounts/login",
+                data={"email": "ada@acme.example", "password": "correct horse", "account": "acme"})
     stolen = client.cookies.get(COOKIE_NAME)
     assert client.get("/api/me").status_code == 200
     assert client.post("/api/accounts/logout").status_code == 303
