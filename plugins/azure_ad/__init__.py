@@ -3,11 +3,13 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from collections.abc import Mapping
+from typing import Any, Literal
 
+import httpx
 from pydantic import SecretStr, model_validator
 
-from transom.connector import GROUP_SYNC, ConnectorType, SamlSettings
+from transom.connector import GROUP_SYNC, Connector, ConnectorType, SamlSettings
 from transom.hookspecs import hookimpl
 
 TYPE = "azure_ad"
@@ -48,3 +50,29 @@ def transom_connector_type() -> ConnectorType:
         default_button_label="Sign in with Azure",
         version="0.1.0",
     )
+
+
+@hookimpl
+def transom_lookup_group_ids(
+    connector: Connector, payload: Mapping[str, Any], http: httpx.Client
+) -> list[str] | None:
+    """Groups overage: the complete list from Microsoft Graph (``graph.py``)."""
+    if connector.type != TYPE:
+        return None
+    from transom.errors import UpstreamError
+    from transom_azure_ad import graph
+
+    settings = connector.settings
+    assert isinstance(settings, AzureAdSettings)
+    if not settings.client_id or settings.client_secret is None:
+        raise UpstreamError(
+            f"connector '{connector.id}' has no client_id/client_secret, which Microsoft Graph "
+            "needs to look up the groups of a user in too many groups for the token"
+        )
+    oid, tenant = graph.user_and_tenant(payload, default_tenant=settings.tenant_id)
+    creds = graph.GraphCredentials(
+        authority=settings.authority, graph_url=settings.graph_url, tenant=tenant,
+        client_id=settings.client_id, client_secret=settings.client_secret.get_secret_value(),
+    )
+    return graph.transitive_group_ids(creds, object_id=oid, http=http)
+
