@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 
 from transom import audit, directory
 from transom.connector import Claims, Connector, GroupsState, as_str_list
-from transom.errors import ConnectorError, LoginRefused, NotFound, TransomError
+from transom.errors import Conflict, ConnectorError, LoginRefused, NotFound, TransomError
 from transom.models import (
     USER_ACTIVE,
     USER_DEPROVISIONED,
@@ -78,7 +78,8 @@ def standard_oidc_claims(payload: Mapping[str, Any]) -> Claims:
         subject=sub,
         email=email,
         email_verified=payload.get("email_verified") is True,
-        user_name=payload.get("preferred_username") or email,
+        # an unverified email is no user name: user names link accounts (nOAuth)
+        user_name=payload.get("preferred_username") or (email if payload.get("email_verified") is True else None),
         display_name=payload.get("name"),
         given_name=payload.get("given_name"),
         family_name=payload.get("family_name"),
@@ -218,11 +219,28 @@ def find_or_create_user(
     created = False
     if user is None:
         user_name = claims.user_name or claims.email or claims.subject
-        user = directory.create_user(
-            db, account=account, user_name=user_name, email=claims.email,
-            display_name=claims.display_name, given_name=claims.given_name, family_name=claims.family_name,
-            actor=f"connector:{connector.id}", connector_id=connector.id,
-        )
+        if claims.user_name is None and db.scalar(select(User.id).where(
+                User.account_id == account.id, User.user_name_key == directory.user_name_key(user_name))):
+            # The fallback name (an email nobody verified, or the subject) belongs to someone
+            # else: never link on it, and say so instead of answering with a bare conflict.
+            raise LoginRefused(
+                "another user of this account already has your user name",
+                hint=f"connector '{connector.id}' sent no user name claim and the fallback "
+                     f"'{user_name}' is taken; send the user name (Entra UPN, Okta login) or a verified email",
+            )
+        try:
+            user = directory.create_user(
+                db, account=account, user_name=user_name, email=claims.email,
+                display_name=claims.display_name, given_name=claims.given_name, family_name=claims.family_name,
+                actor=f"connector:{connector.id}", connector_id=connector.id,
+            )
+        except Conflict as exc:
+            # A concurrent first login of the same person took the unique user name first
+            # (PostgreSQL): hand complete_sso_login the IntegrityError so it retries once and
+            # then finds that user by its external identity.
+            if isinstance(exc.__cause__, IntegrityError):
+                raise exc.__cause__ from None
+            raise
         created = True
         trace.note(f"new user created just in time as '{user_name}'")
     else:
