@@ -3,16 +3,18 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import Any, Literal
 
 import httpx
 from pydantic import SecretStr, model_validator
 
-from transom.connector import GROUP_SYNC, Connector, ConnectorType, SamlSettings
+from transom.connector import GROUP_SYNC, Claims, Connector, ConnectorType, OidcProvider, SamlSettings
 from transom.hookspecs import hookimpl
 
 TYPE = "azure_ad"
+_GUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 
 
 class AzureAdSettings(SamlSettings):
@@ -24,11 +26,38 @@ class AzureAdSettings(SamlSettings):
     graph_url: str = "https://graph.microsoft.com"
     #: multi-tenant apps only: the tenant ids (GUIDs) whose users may sign in
     allowed_tenants: list[str] = []
+    # -- OIDC overrides (docs/idp-entra.md): every URL derives from ``authority`` unless set.
+    #: base of the v1 issuer ``{v1_issuer_base}/{tid}/``; default https://sts.windows.net for
+    #: the public cloud only (other authorities: v1 tokens refused unless this is set)
+    v1_issuer_base: str | None = None
+    authorization_endpoint: str | None = None
+    token_endpoint: str | None = None
+    jwks_uri: str | None = None
+    scopes: list[str] = []
+    token_endpoint_auth_method: Literal["client_secret_post", "client_secret_basic"] = "client_secret_post"
 
     @model_validator(mode="after")
     def _protocol_keys(self) -> AzureAdSettings:
         if self.protocol == "oidc" and not self.client_id:
             raise ValueError("client_id is required with protocol = \"oidc\"")
+        self.tenant_id = self.tenant_id.strip().lower()
+        self.allowed_tenants = [t.strip().lower() for t in self.allowed_tenants]
+        for tenant in self.allowed_tenants:
+            if not _GUID.match(tenant):
+                raise ValueError(f"allowed_tenants: '{tenant}' is not a tenant id (GUID)")
+        multi = self.tenant_id in ("common", "organizations", "consumers")
+        if self.protocol == "oidc" and not multi and not self.allowed_tenants and not _GUID.match(self.tenant_id):
+            raise ValueError(
+                f"tenant_id '{self.tenant_id}' is not a tenant GUID; id_tokens name the tenant by GUID, "
+                "so list it in allowed_tenants"
+            )
+        for name in ("authority", "graph_url", "v1_issuer_base", "authorization_endpoint", "token_endpoint",
+                     "jwks_uri"):
+            value = getattr(self, name)
+            if value is not None and not re.match(r"^https?://[^/\s]+", value):
+                raise ValueError(f"{name} must be an http(s) URL")
+        if self.v1_issuer_base:
+            self.v1_issuer_base = self.v1_issuer_base.rstrip("/")
         if self.protocol == "saml":
             self.check_saml_sources()
         if self.tenant_id in ("common", "organizations", "consumers") and not self.allowed_tenants:
@@ -50,6 +79,33 @@ def transom_connector_type() -> ConnectorType:
         default_button_label="Sign in with Azure",
         version="0.1.0",
     )
+
+
+@hookimpl
+def transom_oidc_provider(connector: Connector) -> OidcProvider | None:
+    if connector.type != TYPE or connector.protocol != "oidc":
+        return None
+    from transom_azure_ad import oidc
+
+    settings = connector.settings
+    assert isinstance(settings, AzureAdSettings)
+    return oidc.oidc_provider(settings)
+
+
+@hookimpl
+def transom_extract_claims(connector: Connector, payload: Mapping[str, Any]) -> Claims | None:
+    if connector.type != TYPE:
+        return None
+    if connector.protocol == "oidc":
+        from transom_azure_ad import oidc
+
+        return oidc.claims(connector, payload)
+    return _saml_claims(connector, payload)
+
+
+def _saml_claims(connector: Connector, payload: Mapping[str, Any]) -> Claims | None:
+    """SAML claims mapping: provided by the SAML work (docs/idp-entra.md); None until then."""
+    return None
 
 
 @hookimpl

@@ -3,11 +3,13 @@
 
 from __future__ import annotations
 
-from typing import Literal
+import re
+from collections.abc import Mapping
+from typing import Any, Literal
 
 from pydantic import SecretStr, model_validator
 
-from transom.connector import GROUP_SYNC, ConnectorType, SamlSettings
+from transom.connector import GROUP_SYNC, Claims, Connector, ConnectorType, OidcProvider, SamlSettings
 from transom.hookspecs import hookimpl
 
 TYPE = "okta"
@@ -29,6 +31,14 @@ class OktaSettings(SamlSettings):
     family_name_attribute: str = "lastName"
     display_name_attribute: str = "displayName"
     user_name_attribute: str = "login"
+    # -- OIDC overrides (docs/idp-okta.md); endpoints derive from domain / issuer unless set
+    authorization_endpoint: str | None = None
+    token_endpoint: str | None = None
+    jwks_uri: str | None = None
+    #: default: openid profile email (+ groups when group sync is on)
+    scopes: list[str] = []
+    #: Okta web apps default to client_secret_basic
+    token_endpoint_auth_method: Literal["client_secret_post", "client_secret_basic"] = "client_secret_basic"
 
     @model_validator(mode="after")
     def _protocol_keys(self) -> OktaSettings:
@@ -37,6 +47,10 @@ class OktaSettings(SamlSettings):
                 raise ValueError("domain or issuer is required with protocol = \"oidc\"")
             if not self.client_id:
                 raise ValueError("client_id is required with protocol = \"oidc\"")
+            for name in ("issuer", "authorization_endpoint", "token_endpoint", "jwks_uri"):
+                value = getattr(self, name)
+                if value is not None and not re.match(r"^https?://[^/\s]+", value):
+                    raise ValueError(f"{name} must be an http(s) URL")
         else:
             self.check_saml_sources()
         return self
@@ -52,3 +66,32 @@ def transom_connector_type() -> ConnectorType:
         default_button_label="Sign in with Okta",
         version="0.1.0",
     )
+
+
+@hookimpl
+def transom_oidc_provider(connector: Connector) -> OidcProvider | None:
+    if connector.type != TYPE or connector.protocol != "oidc":
+        return None
+    from transom_okta import oidc
+
+    settings = connector.settings
+    assert isinstance(settings, OktaSettings)
+    return oidc.oidc_provider(connector, settings)
+
+
+@hookimpl
+def transom_extract_claims(connector: Connector, payload: Mapping[str, Any]) -> Claims | None:
+    if connector.type != TYPE:
+        return None
+    settings = connector.settings
+    assert isinstance(settings, OktaSettings)
+    if connector.protocol == "oidc":
+        from transom_okta import oidc
+
+        return oidc.claims(connector, settings, payload)
+    return _saml_claims(connector, settings, payload)
+
+
+def _saml_claims(connector: Connector, settings: OktaSettings, payload: Mapping[str, Any]) -> Claims | None:
+    """SAML attribute mapping: provided by the SAML work (docs/idp-okta.md); None until then."""
+    return None
