@@ -1,0 +1,306 @@
+"""Table-driven tests over the pure provisioning rules (docs/provisioning.md)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pytest
+
+from transom.connector import ProvisioningSettings
+from transom.provisioning import (
+    canonical_timezone,
+    pick_account_role,
+    plan_space_roles,
+    split_values,
+)
+
+SPACES = ["Trial", "DevOps", "Prod Europe"]
+ROLES = ["Space Admin", "Space Developer", "Space Member"]
+ADMIN, DEV, MEMBER = ROLES
+NO_DEFAULT = ProvisioningSettings()
+WITH_DEFAULT = ProvisioningSettings(default_space="Trial", default_space_role="Space Developer")
+
+
+@dataclass(frozen=True)
+class Case:
+    name: str
+    spaces: list[str]
+    roles: list[str]
+    expected: list[tuple[str, str]]
+    warnings: int = 0
+    settings: ProvisioningSettings = NO_DEFAULT
+    origin: str = "idp"
+
+
+CASES = [
+    # the seed's example and the basic pairing
+    Case("one space one role", ["Trial"], ["Space Developer"], [("Trial", DEV)]),
+    Case(
+        "comma pairs by position",
+        ["Trial,DevOps"],
+        ["Space Member,Space Developer"],
+        [("Trial", MEMBER), ("DevOps", DEV)],
+    ),
+    Case(
+        "several values pair like commas",
+        ["Trial", "DevOps"],
+        ["Space Member", "Space Developer"],
+        [("Trial", MEMBER), ("DevOps", DEV)],
+    ),
+    Case(
+        "mixed commas and values",
+        ["Trial,DevOps", "Prod Europe"],
+        ["Space Admin", "Space Developer, Space Member"],
+        [("Trial", ADMIN), ("DevOps", DEV), ("Prod Europe", MEMBER)],
+    ),
+    # several spaces and one role
+    Case(
+        "one role reused in every space",
+        ["Trial,DevOps,Prod Europe"],
+        ["Space Developer"],
+        [("Trial", DEV), ("DevOps", DEV), ("Prod Europe", DEV)],
+    ),
+    Case(
+        "one unknown role reused: member everywhere",
+        ["Trial,DevOps"],
+        ["Boss"],
+        [("Trial", MEMBER), ("DevOps", MEMBER)],
+        warnings=2,
+    ),
+    # several roles for the same space
+    Case("same space twice: first valid role", ["Trial,Trial"], ["Boss,Space Admin"], [("Trial", ADMIN)], warnings=1),
+    Case(
+        "same space twice: first role wins when valid",
+        ["Trial,DevOps,trial"],
+        ["Space Developer,Space Member,Space Admin"],
+        [("Trial", DEV), ("DevOps", MEMBER)],
+    ),
+    Case("same space twice, no valid role at all", ["Trial,Trial"], ["Boss,Chief"], [("Trial", MEMBER)], warnings=2),
+    Case(
+        "duplicate space after roles run out",
+        ["Trial,DevOps,Trial"],
+        ["Space Member,Space Admin"],
+        [("Trial", MEMBER), ("DevOps", ADMIN)],
+    ),
+    # unknown role
+    Case(
+        "unknown role: Space Member",
+        ["Trial,DevOps"],
+        ["Boss,Space Admin"],
+        [("Trial", MEMBER), ("DevOps", ADMIN)],
+        warnings=1,
+    ),
+    # more spaces than roles
+    Case(
+        "extra spaces get Space Member",
+        ["Trial,DevOps,Prod Europe"],
+        ["Space Admin,Space Developer"],
+        [("Trial", ADMIN), ("DevOps", DEV), ("Prod Europe", MEMBER)],
+    ),
+    Case("no role attribute at all", ["Trial,DevOps"], [], [("Trial", MEMBER), ("DevOps", MEMBER)]),
+    # more roles than spaces
+    Case("extra roles ignored", ["Trial"], ["Space Developer,Space Admin,Space Admin"], [("Trial", DEV)]),
+    Case(
+        "one space, unknown first role, extras still ignored",
+        ["Trial"],
+        ["Boss,Space Admin"],
+        [("Trial", MEMBER)],
+        warnings=1,
+    ),
+    # unknown space
+    Case(
+        "unknown space dropped with its role",
+        ["Trial,Sandbox,DevOps"],
+        ["Space Member,Space Admin,Space Developer"],
+        [("Trial", MEMBER), ("DevOps", DEV)],
+        warnings=1,
+    ),
+    Case(
+        "unknown space and unknown role in the same list",
+        ["Sandbox,Trial,DevOps"],
+        ["Space Admin,Boss,Space Admin"],
+        [("Trial", MEMBER), ("DevOps", ADMIN)],
+        warnings=2,
+    ),
+    Case(
+        "unknown role of an unknown space is not reported",
+        ["Sandbox,Trial"],
+        ["Boss,Space Admin"],
+        [("Trial", ADMIN)],
+        warnings=1,
+    ),
+    # names: case and whitespace
+    Case(
+        "case-insensitive names", ["trial,DEVOPS"], ["space admin,SPACE developer"], [("Trial", ADMIN), ("DevOps", DEV)]
+    ),
+    Case(
+        "blanks trimmed and inner runs collapsed",
+        ["  Prod   Europe  ,\tTrial "],
+        [" Space  Admin ,Space Member\n"],
+        [("Prod Europe", ADMIN), ("Trial", MEMBER)],
+    ),
+    # empty items keep their position
+    Case(
+        "empty space entry skipped with its role",
+        ["Trial,,DevOps"],
+        ["Space Member,Space Admin,Space Developer"],
+        [("Trial", MEMBER), ("DevOps", DEV)],
+    ),
+    Case(
+        "empty role entry means Space Member, no shift",
+        ["Trial,DevOps"],
+        [",Space Admin"],
+        [("Trial", MEMBER), ("DevOps", ADMIN)],
+    ),
+    Case(
+        "trailing empty role is a position, not 'one role'",
+        ["Trial,DevOps"],
+        ["Space Admin,"],
+        [("Trial", ADMIN), ("DevOps", MEMBER)],
+    ),
+    Case(
+        "trailing comma on spaces is harmless",
+        ["Trial,DevOps,"],
+        ["Space Admin"],
+        [("Trial", ADMIN), ("DevOps", ADMIN)],
+    ),
+    Case(
+        "empty multi-value entry keeps position",
+        ["Trial", "", "DevOps"],
+        ["Space Admin", "Space Admin", "Space Developer"],
+        [("Trial", ADMIN), ("DevOps", DEV)],
+    ),
+    Case(
+        "single empty role value: Space Member everywhere",
+        ["Trial,DevOps"],
+        [""],
+        [("Trial", MEMBER), ("DevOps", MEMBER)],
+    ),
+    # nothing valid left
+    Case("only commas, no default", [",,,"], [",,"], [], origin="none"),
+    Case("nothing sent, no default", [], [], [], origin="none"),
+    Case(
+        "only commas, default space",
+        [" , ,"],
+        ["Space Admin"],
+        [("Trial", DEV)],
+        settings=WITH_DEFAULT,
+        origin="default",
+    ),
+    Case(
+        "all unknown, default space",
+        ["Sandbox"],
+        ["Space Admin"],
+        [("Trial", DEV)],
+        warnings=1,
+        settings=WITH_DEFAULT,
+        origin="default",
+    ),
+    Case("valid space beats the default", ["DevOps"], ["Space Admin"], [("DevOps", ADMIN)], settings=WITH_DEFAULT),
+    Case(
+        "default space missing from the account",
+        [],
+        [],
+        [],
+        warnings=1,
+        settings=ProvisioningSettings(default_space="Nowhere"),
+        origin="none",
+    ),
+    Case(
+        "default role unknown: Space Member",
+        [],
+        [],
+        [("Trial", MEMBER)],
+        warnings=1,
+        settings=ProvisioningSettings(default_space="trial", default_space_role="Boss"),
+        origin="default",
+    ),
+]
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
+def test_space_role_rules(case: Case) -> None:
+    plan = plan_space_roles(
+        space_values=case.spaces,
+        role_values=case.roles,
+        known_spaces=SPACES,
+        known_space_roles=ROLES,
+        settings=case.settings,
+    )
+    assert [(a.space, a.role) for a in plan.assignments] == case.expected
+    assert len(plan.warnings) == case.warnings, plan.warnings
+    assert plan.origin == case.origin
+
+
+def test_space_member_missing_from_account_skips_the_space() -> None:
+    plan = plan_space_roles(
+        space_values=["Trial,DevOps"],
+        role_values=["Boss,Space Admin"],
+        known_spaces=SPACES,
+        known_space_roles=["Space Admin"],
+        settings=NO_DEFAULT,
+    )
+    assert [(a.space, a.role) for a in plan.assignments] == [("DevOps", "Space Admin")]
+    assert any("no 'Space Member' role" in w for w in plan.warnings)
+
+
+def test_warnings_name_the_bad_values() -> None:
+    plan = plan_space_roles(
+        space_values=["Sandbox,Trial"],
+        role_values=["Space Admin,Boss"],
+        known_spaces=SPACES,
+        known_space_roles=ROLES,
+        settings=NO_DEFAULT,
+    )
+    assert any("'Sandbox'" in w for w in plan.warnings)
+    assert any("'Boss'" in w and "'Trial'" in w for w in plan.warnings)
+
+
+@pytest.mark.parametrize(
+    ("values", "expected"),
+    [
+        (["a,b"], ["a", "b"]),
+        (["a", "b"], ["a", "b"]),
+        ([" a , b ", "c"], ["a", "b", "c"]),
+        (["a,,b"], ["a", "", "b"]),
+        ([",,,"], []),
+        (["", " "], []),
+        ([], []),
+    ],
+)
+def test_split_values(values: list[str], expected: list[str]) -> None:
+    assert split_values(values) == expected
+
+
+@pytest.mark.parametrize(
+    ("values", "role", "warnings"),
+    [
+        ([], None, 0),
+        (["Account Admin"], "Account Admin", 0),
+        (["account  admin"], "Account Admin", 0),
+        (["Boss,Account Member"], "Account Member", 1),
+        (["Boss"], None, 2),
+        ([",,"], None, 0),
+    ],
+)
+def test_account_role(values: list[str], role: str | None, warnings: int) -> None:
+    decision = pick_account_role(values=values, known_account_roles=["Account Admin", "Account Member"])
+    assert decision.role == role
+    assert len(decision.warnings) == warnings
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("Europe/London", "Europe/London"),
+        (" america/new_york ", "America/New_York"),
+        ("UTC", "UTC"),
+        ("Mars/Olympus", None),
+        ("../../etc/passwd", None),
+        ("", None),
+        (None, None),
+        ("GMT+2", None),
+    ],
+)
+def test_timezone(value: str | None, expected: str | None) -> None:
+    assert canonical_timezone(value) == expected
