@@ -1,0 +1,294 @@
+"""A fake OpenID Connect provider for tests, for third-party plugin authors and for the
+development IdP.
+
+:class:`FakeOidcIdp` holds real RSA keys (``cryptography``), serves its JWKS and token
+endpoint through an ``httpx.MockTransport`` and signs id_tokens whose header and claims a
+test controls completely, so attacks (``alg: none``, HS256 keyed with the public key, foreign
+keys, missing claims...) are built from real bytes::
+
+    fake = FakeOidcIdp(issuer="https://idp.test", client_id="app", client_secret="s3cret")
+    runtime = make_runtime(connectors=[...], http=httpx.Client(transport=fake.transport()))
+    with client_for(runtime) as client:
+        response = oidc_login(client, fake, "acme-okta", claims={"sub": "00u1", "email": ...})
+        assert response.status_code == 303
+
+The browser leg (the authorization endpoint) is not served over HTTP: :func:`oidc_login`
+reads the authorization request from Transom's redirect and asks :meth:`FakeOidcIdp.authorize`
+for a code, as a user picking an account at the IdP would.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import secrets
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import parse_qs, unquote, urlencode, urlsplit
+
+import httpx
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import padding, rsa
+
+#: put this as a claim value to leave the claim out of the token
+OMIT: Any = object()
+
+
+def b64url(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+def _int_b64(value: int) -> str:
+    return b64url(value.to_bytes((value.bit_length() + 7) // 8, "big"))
+
+
+@dataclass
+class SigningKey:
+    """One RSA key pair and its ``kid``."""
+
+    kid: str | None
+    private_key: rsa.RSAPrivateKey = field(
+        default_factory=lambda: rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    )
+
+    def public_jwk(self) -> dict[str, Any]:
+        numbers = self.private_key.public_key().public_numbers()
+        jwk: dict[str, Any] = {"kty": "RSA", "use": "sig", "alg": "RS256",
+                               "n": _int_b64(numbers.n), "e": _int_b64(numbers.e)}
+        if self.kid is not None:
+            jwk["kid"] = self.kid
+        return jwk
+
+    def public_pem(self) -> bytes:
+        return self.private_key.public_key().public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+
+    def public_der(self) -> bytes:
+        return self.private_key.public_key().public_bytes(
+            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+
+    def sign(self, data: bytes) -> bytes:
+        return self.private_key.sign(data, padding.PKCS1v15(), hashes.SHA256())
+
+
+def sign_jwt(header: Mapping[str, Any], claims: Mapping[str, Any] | bytes,
+             signer: Callable[[bytes], bytes]) -> str:
+    """``b64(header).b64(claims).b64(signer(signing_input))`` with nothing checked: tests
+    use it to build any token, valid or hostile."""
+    payload = claims if isinstance(claims, bytes) else json.dumps(dict(claims)).encode()
+    signing_input = f"{b64url(json.dumps(dict(header)).encode())}.{b64url(payload)}"
+    return f"{signing_input}.{b64url(signer(signing_input.encode('ascii')))}"
+
+
+def hs256_signer(secret: bytes) -> Callable[[bytes], bytes]:
+    return lambda data: hmac.new(secret, data, hashlib.sha256).digest()
+
+
+@dataclass
+class PendingCode:
+    client_id: str
+    redirect_uri: str
+    code_challenge: str | None
+    code_challenge_method: str | None
+    id_token: str
+
+
+class FakeOidcIdp:
+    """An OIDC provider in memory: keys, JWKS, authorization codes and the token endpoint."""
+
+    def __init__(
+        self,
+        *,
+        issuer: str,
+        client_id: str,
+        client_secret: str | None = "fake-client-secret",
+        authorization_endpoint: str | None = None,
+        token_endpoint: str | None = None,
+        jwks_uri: str | None = None,
+        kid: str | None = "key-1",
+    ) -> None:
+        self.issuer = issuer.rstrip("/")
+        self.client_id = client_id
+        self.client_secret = client_secret
+        self.authorization_endpoint = authorization_endpoint or f"{self.issuer}/v1/authorize"
+        self.token_endpoint = token_endpoint or f"{self.issuer}/v1/token"
+        self.jwks_uri = jwks_uri or f"{self.issuer}/v1/keys"
+        self.keys: list[SigningKey] = [SigningKey(kid)]
+        #: the JWKS document served; None serves the public keys of ``keys``
+        self.jwks_override: dict[str, Any] | None = None
+        self.jwks_fetches = 0
+        self.token_requests: list[dict[str, str]] = []
+        self._codes: dict[str, PendingCode] = {}
+        self._lock = threading.Lock()
+
+    # -- keys and tokens ----------------------------------------------------------------
+
+    @property
+    def key(self) -> SigningKey:
+        """The current signing key (the last one added)."""
+        return self.keys[-1]
+
+    def rotate(self, kid: str | None = None, *, keep_old: bool = False) -> SigningKey:
+        new = SigningKey(kid or f"key-{secrets.token_hex(4)}")
+        self.keys = [*self.keys, new] if keep_old else [new]
+        return new
+
+    def jwks(self) -> dict[str, Any]:
+        if self.jwks_override is not None:
+            return self.jwks_override
+        return {"keys": [k.public_jwk() for k in self.keys]}
+
+    def default_claims(self, *, nonce: str | None = None, now: float | None = None) -> dict[str, Any]:
+        issued = int(time.time() if now is None else now)
+        claims: dict[str, Any] = {"iss": self.issuer, "aud": self.client_id, "iat": issued,
+                                  "exp": issued + 3600}
+        if nonce is not None:
+            claims["nonce"] = nonce
+        return claims
+
+    def id_token(
+        self,
+        claims: Mapping[str, Any] | None = None,
+        *,
+        nonce: str | None = None,
+        header: Mapping[str, Any] | None = None,
+        key: SigningKey | None = None,
+        signer: Callable[[bytes], bytes] | None = None,
+    ) -> str:
+        """A signed id_token: default claims (iss, aud, iat, exp, nonce) updated with
+        ``claims`` (``OMIT`` removes one); header ``{"alg": "RS256", "typ": "JWT", "kid"}``
+        updated with ``header`` (``OMIT`` removes one). ``key``/``signer`` choose the
+        signature (default: the current key)."""
+        body = self.default_claims(nonce=nonce)
+        body.update(claims or {})
+        body = {k: v for k, v in body.items() if v is not OMIT}
+        use = key or self.key
+        head: dict[str, Any] = {"alg": "RS256", "typ": "JWT"}
+        if use.kid is not None:
+            head["kid"] = use.kid
+        head.update(header or {})
+        head = {k: v for k, v in head.items() if v is not OMIT}
+        return sign_jwt(head, body, signer or use.sign)
+
+    # -- the browser leg ------------------------------------------------------------------
+
+    def authorize(
+        self,
+        authorization_url: str,
+        claims: Mapping[str, Any] | None = None,
+        *,
+        id_token: str | Callable[[Mapping[str, str]], str] | None = None,
+    ) -> dict[str, str]:
+        """Act on an authorization request URL as the IdP would after the user signed in:
+        remember a code for an id_token carrying ``claims`` (and the request's nonce) and
+        return the parameters of the authorization response (``code``, ``state``).
+
+        ``id_token`` replaces the token the code will redeem (a string, or a function of the
+        request parameters) for attacks that need a hand-made token."""
+        request = {k: v[0] for k, v in parse_qs(urlsplit(authorization_url).query).items()}
+        if request.get("client_id") != self.client_id:
+            raise AssertionError(f"authorization request for client {request.get('client_id')!r}")
+        if request.get("response_type") != "code":
+            raise AssertionError("only the authorization code flow is faked")
+        if callable(id_token):
+            token = id_token(request)
+        elif id_token is not None:
+            token = id_token
+        else:
+            token = self.id_token(claims, nonce=request.get("nonce"))
+        code = secrets.token_urlsafe(24)
+        with self._lock:
+            self._codes[code] = PendingCode(
+                client_id=request["client_id"], redirect_uri=request.get("redirect_uri", ""),
+                code_challenge=request.get("code_challenge"),
+                code_challenge_method=request.get("code_challenge_method"), id_token=token)
+        return {"code": code, "state": request.get("state", ""), "redirect_uri": request.get("redirect_uri", "")}
+
+    # -- the back channel -------------------------------------------------------------------
+
+    def transport(self) -> httpx.MockTransport:
+        """Serves ``jwks_uri`` and ``token_endpoint``; any other URL answers 404."""
+        return httpx.MockTransport(self.handle)
+
+    def handle(self, request: httpx.Request) -> httpx.Response:
+        url = str(request.url.copy_with(query=None))
+        if request.method == "GET" and url == self.jwks_uri:
+            with self._lock:
+                self.jwks_fetches += 1
+            return httpx.Response(200, json=self.jwks(), headers={"Cache-Control": "max-age=3600"})
+        if request.method == "POST" and url == self.token_endpoint:
+            return self._token(request)
+        return httpx.Response(404, json={"error": "not_found"})
+
+    def _token(self, request: httpx.Request) -> httpx.Response:
+        form = {k: v[0] for k, v in parse_qs(request.content.decode()).items()}
+        self.token_requests.append(form)
+
+        def error(code: str, status: int = 400) -> httpx.Response:
+            return httpx.Response(status, json={"error": code, "error_description": f"fake IdP: {code}"})
+
+        client_id, secret = form.get("client_id"), form.get("client_secret")
+        auth = request.headers.get("authorization", "")
+        if auth.startswith("Basic "):
+            basic_id, _, basic_secret = base64.b64decode(auth[6:]).decode().partition(":")
+            client_id, secret = unquote(basic_id), unquote(basic_secret)
+        if client_id != self.client_id or (self.client_secret is not None and secret != self.client_secret):
+            return error("invalid_client", 401)
+        if form.get("grant_type") != "authorization_code":
+            return error("unsupported_grant_type")
+        with self._lock:
+            pending = self._codes.pop(form.get("code", ""), None)  # single use
+        if pending is None or pending.client_id != client_id:
+            return error("invalid_grant")
+        if form.get("redirect_uri") != pending.redirect_uri:
+            return error("invalid_grant")
+        if pending.code_challenge is not None:
+            verifier = form.get("code_verifier", "")
+            challenge = b64url(hashlib.sha256(verifier.encode()).digest())
+            if pending.code_challenge_method != "S256" or not hmac.compare_digest(challenge, pending.code_challenge):
+                return error("invalid_grant")
+        return httpx.Response(200, json={"access_token": secrets.token_urlsafe(16), "token_type": "Bearer",
+                                         "expires_in": 3600, "id_token": pending.id_token})
+
+
+def start_login(client: Any, connector_id: str, *, next_path: str | None = None) -> str:
+    """``GET /api/accounts/login/{connector_id}``; returns the IdP authorization URL."""
+    query = f"?{urlencode({'next': next_path})}" if next_path else ""
+    response = client.get(f"/api/accounts/login/{connector_id}{query}")
+    if response.status_code not in (302, 303):
+        raise AssertionError(f"login start answered {response.status_code}: {response.text[:300]}")
+    location: str = response.headers["location"]
+    return location
+
+
+def finish_login(client: Any, params: Mapping[str, str], *, form_post: bool = False,
+                 headers: Mapping[str, str] | None = None) -> Any:
+    """Send the authorization response to Transom's callback (query, or form_post)."""
+    data = {k: v for k, v in params.items() if k != "redirect_uri"}
+    if form_post:
+        return client.post("/api/accounts/idp-callback", data=data, headers=dict(headers or {}))
+    return client.get(f"/api/accounts/idp-callback?{urlencode(data)}", headers=dict(headers or {}))
+
+
+def oidc_login(
+    client: Any,
+    fake: FakeOidcIdp,
+    connector_id: str,
+    *,
+    claims: Mapping[str, Any] | None = None,
+    id_token: str | Callable[[Mapping[str, str]], str] | None = None,
+    next_path: str | None = None,
+    form_post: bool = False,
+    headers: Mapping[str, str] | None = None,
+) -> Any:
+    """Drive a whole login through a ``TestClient``: start, let the fake IdP issue a code for
+    ``claims`` (or for a hand-made ``id_token``), then call the callback. Returns the
+    callback response (303 + session cookie on success)."""
+    location = start_login(client, connector_id, next_path=next_path)
+    params = fake.authorize(location, claims, id_token=id_token)
+    return finish_login(client, params, form_post=form_post, headers=headers)
