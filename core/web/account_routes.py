@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import logging
 from typing import Annotated, Any
+from urllib.parse import urlencode
 
-from fastapi import APIRouter, Form, Request
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import RedirectResponse, Response
 from pydantic import BaseModel
 
 from transom import audit
+from transom.connector import Connector
 from transom.directory import find_user, get_account, user_json
 from transom.errors import BadRequest, LoginRefused, NotFound
 from transom.models import USER_DEPROVISIONED, User, utcnow
@@ -35,7 +37,9 @@ def set_session_cookie(response: Response, runtime: RuntimeDep, value: str) -> N
     )
 
 
-def login_redirect(runtime: RuntimeDep, db: DbSession, *, user: User, connector_id: str | None, next_path: str | None) -> Response:
+def login_redirect(
+    runtime: RuntimeDep, db: DbSession, *, user: User, connector_id: str | None, next_path: str | None
+) -> Response:
     """Start a session for ``user`` and answer 303 to ``next``."""
     cookie = start_session(
         db, user=user, secret=session_secret(runtime),
@@ -113,41 +117,58 @@ def home(request: Request, runtime: RuntimeDep, db: DbSession) -> Response:
     return templates.TemplateResponse(request, "home.html", {"user": user_json(db, user=user) if user else None})
 
 
+def connectors_for_email(connectors: list[Connector], email: str) -> list[Connector]:
+    """Home-realm discovery: the connectors whose ``email_domains`` claim the email's domain."""
+    domain = email.strip().rpartition("@")[2].lower()
+    return [c for c in connectors if domain and domain in c.email_domains]
+
+
 @router.get("/login")
 def login_page(
     request: Request,
     runtime: RuntimeDep,
-    email: Annotated[str | None, None] = None,
-    next: str | None = None,  # noqa: A002
+    email: Annotated[str | None, Query(max_length=320)] = None,
+    next: Annotated[str | None, Query(max_length=2000)] = None,
+    use: Annotated[str | None, Query(max_length=20)] = None,
 ) -> Response:
-    """Home-realm discovery: an email whose domain one connector claims goes straight to it;
-    otherwise show every connector's button and the password form."""
+    """Step one asks for the work email. An email whose domain exactly one connector claims
+    goes straight to that IdP; several give their buttons; none (or ``use=password``) gives
+    the password form, with the account filled in when the email's domain names one."""
     next_path = safe_next(next) if next else None
-    connectors = list(runtime.config.connectors.values())
+    all_connectors = list(runtime.config.connectors.values())
+    email = (email or "").strip() or None
+    want_password = use == "password"
     message = None
-    if email:
-        domain = email.strip().rpartition("@")[2].lower()
-        routed = [c for c in connectors if domain and domain in c.email_domains]
-        if len(routed) == 1:
+    routed: list[Connector] = []
+    if email and "@" not in email:
+        message = "Enter your full work email address, for example ada@example.com."
+        email = None
+    elif email:
+        routed = connectors_for_email(all_connectors, email)
+        if len(routed) == 1 and not want_password:
             target = f"/api/accounts/login/{routed[0].id}"
             if next_path:
-                from urllib.parse import quote
-
-                target += f"?next={quote(next_path, safe='/')}"
+                target += "?" + urlencode({"next": next_path})
             return RedirectResponse(target, status_code=303)
-        if not routed:
-            message = "No single sign-on is set up for that email domain; sign in with a password."
-        else:
-            connectors = routed
+        if not routed and not want_password:
+            domain = email.rpartition("@")[2]
+            message = (
+                f"No single sign-on is set up for {domain}. Sign in with your password, "
+                "or ask your administrator how your organisation signs in."
+            )
+    show_password = want_password or (bool(email) and not routed) or not all_connectors
+    accounts = sorted({c.account for c in routed})
     return templates.TemplateResponse(
         request,
         "login.html",
         {
-            "connectors": connectors,
+            "connectors": routed or all_connectors,
+            "routed": bool(routed),
             "email": email,
             "next": next_path,
-            "show_password": bool(email) or not connectors,
+            "show_password": show_password,
             "message": message,
-            "account": None,
+            # the email's domain names the account; the field stays editable
+            "account": accounts[0] if len(accounts) == 1 else None,
         },
     )

@@ -61,7 +61,8 @@ def _optional_routers() -> list[Any]:
     import importlib
 
     routers = []
-    for name in ("transom.web.sso_routes", "transom.web.saml_routes", "transom.web.admin_routes", "transom.scim.router"):
+    modules = ("transom.web.sso_routes", "transom.web.saml_routes", "transom.web.admin_routes", "transom.scim.router")
+    for name in modules:
         try:
             module = importlib.import_module(name)
         except ModuleNotFoundError as exc:

@@ -4,6 +4,7 @@ trace; unexpected exceptions are logged with their type and answered with a gene
 from __future__ import annotations
 
 import logging
+from datetime import UTC, datetime
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -29,7 +30,9 @@ def error_response(request: Request, *, status: int, code: str, message: str, hi
         return templates.TemplateResponse(
             request,
             "error.html",
-            {"status": status, "message": message, "hint": hint},
+            # code and UTC time let an IdP admin find the matching log line
+            {"status": status, "message": message, "hint": hint, "code": code,
+             "when": datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")},
             status_code=status,
             headers=headers,
         )

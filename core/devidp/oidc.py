@@ -1,0 +1,215 @@
+"""OIDC side of the development IdP: the authorization request, the code exchange (with PKCE
+S256 and client authentication) and the signed id_token, laid out like an Okta custom
+authorization server (``{issuer}/v1/authorize``, ``/v1/token``, ``/v1/keys``)."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import re
+import secrets
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from jose import jwt
+
+from transom.devidp.idp import ID_TOKEN_TTL_SECONDS, DevIdp, IssuedCode, OidcClient, PendingOidc
+from transom.devidp.people import DemoPerson
+
+_PKCE_VERIFIER = re.compile(r"^[A-Za-z0-9\-._~]{43,128}$")
+_MAX_PARAM_CHARS = 2000
+
+
+class AuthorizeError(Exception):
+    """A bad authorization request. ``redirectable`` is False when client_id or redirect_uri
+    cannot be trusted, so the error is shown here instead of sent back (RFC 6749 §4.1.2.1)."""
+
+    def __init__(self, error: str, description: str, *, redirectable: bool) -> None:
+        super().__init__(description)
+        self.error = error
+        self.description = description
+        self.redirectable = redirectable
+
+
+class TokenError(Exception):
+    """An RFC 6749 §5.2 error answer of the token endpoint."""
+
+    def __init__(self, error: str, description: str, *, status: int = 400) -> None:
+        super().__init__(description)
+        self.error = error
+        self.description = description
+        self.status = status
+
+
+def discovery_document(idp: DevIdp) -> dict[str, Any]:
+    issuer = idp.issuer
+    return {
+        "issuer": issuer,
+        "authorization_endpoint": f"{issuer}/v1/authorize",
+        "token_endpoint": f"{issuer}/v1/token",
+        "jwks_uri": f"{issuer}/v1/keys",
+        "response_types_supported": ["code"],
+        "response_modes_supported": ["query", "form_post"],
+        "grant_types_supported": ["authorization_code"],
+        "subject_types_supported": ["public"],
+        "id_token_signing_alg_values_supported": ["RS256"],
+        "scopes_supported": ["openid", "profile", "email", "groups"],
+        "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
+        "code_challenge_methods_supported": ["S256"],
+        "claims_supported": [
+            "iss", "sub", "aud", "iat", "exp", "auth_time", "nonce", "email", "email_verified",
+            "name", "given_name", "family_name", "preferred_username", "zoneinfo", "groups",
+            "space_name", "space_role", "timezone",
+        ],
+    }
+
+
+def jwks(idp: DevIdp) -> dict[str, Any]:
+    return {"keys": [idp.key.public_jwk]}
+
+
+def parse_authorize_request(idp: DevIdp, params: Mapping[str, str]) -> PendingOidc:
+    """Validate an authorization request; client and redirect URI first, because until they
+    are known good an error must not be sent anywhere."""
+    if any(len(v) > _MAX_PARAM_CHARS for v in params.values()):
+        raise AuthorizeError("invalid_request", "a parameter is too long", redirectable=False)
+    client = idp.oidc_clients.get(params.get("client_id", ""))
+    if client is None:
+        raise AuthorizeError("unauthorized_client", "unknown client_id", redirectable=False)
+    redirect_uri = params.get("redirect_uri", "")
+    if redirect_uri not in client.redirect_uris:
+        raise AuthorizeError(
+            "invalid_request", f"redirect_uri is not registered for client {client.client_id}",
+            redirectable=False,
+        )
+    if params.get("response_type") != "code":
+        raise AuthorizeError("unsupported_response_type", "only response_type=code", redirectable=True)
+    scopes = params.get("scope", "").split()
+    if "openid" not in scopes:
+        raise AuthorizeError("invalid_scope", "the openid scope is required", redirectable=True)
+    challenge = params.get("code_challenge", "")
+    if params.get("code_challenge_method") != "S256" or not re.fullmatch(r"[A-Za-z0-9\-_]{43}", challenge):
+        raise AuthorizeError(
+            "invalid_request", "PKCE with code_challenge_method=S256 is required", redirectable=True
+        )
+    response_mode = params.get("response_mode", "query")
+    if response_mode not in ("query", "form_post"):
+        raise AuthorizeError("invalid_request", "response_mode must be query or form_post", redirectable=True)
+    return PendingOidc(
+        client=client,
+        redirect_uri=redirect_uri,
+        state=params.get("state"),
+        nonce=params.get("nonce"),
+        code_challenge=challenge,
+        scope=" ".join(scopes),
+        response_mode=response_mode,
+    )
+
+
+def id_token_claims(idp: DevIdp, pending: PendingOidc, person: DemoPerson) -> dict[str, object]:
+    """What an Okta custom authorization server puts in an id_token with profile, email and
+    a groups claim, plus the custom claims the product reads (space_name, space_role,
+    timezone). Times are set when the token is signed."""
+    claims: dict[str, object] = {
+        "iss": idp.issuer,
+        "aud": pending.client.client_id,
+        "sub": person.subject,
+        "email": person.email,
+        "email_verified": True,
+        "name": person.display_name,
+        "given_name": person.given_name,
+        "family_name": person.family_name,
+        "preferred_username": person.email,
+        "zoneinfo": person.timezone,
+        "groups": list(person.groups),
+        "space_name": person.space_name,
+        "space_role": person.space_role,
+        "timezone": person.timezone,
+    }
+    if pending.nonce is not None:
+        claims["nonce"] = pending.nonce
+    return claims
+
+
+def issue_code(idp: DevIdp, pending: PendingOidc, person: DemoPerson) -> str:
+    return idp.codes.put(
+        IssuedCode(
+            client_id=pending.client.client_id,
+            redirect_uri=pending.redirect_uri,
+            code_challenge=pending.code_challenge,
+            claims=id_token_claims(idp, pending, person),
+            scope=pending.scope,
+        )
+    )
+
+
+@dataclass(frozen=True)
+class ClientCredentials:
+    client_id: str
+    client_secret: str
+
+
+def client_credentials(authorization: str | None, form: Mapping[str, str]) -> ClientCredentials:
+    """client_secret_basic (RFC 6749 §2.3.1: form-urlencoded id and secret) or
+    client_secret_post; never both."""
+    if authorization and authorization.lower().startswith("basic "):
+        if "client_secret" in form:
+            raise TokenError("invalid_request", "use one client authentication method")
+        try:
+            decoded = base64.b64decode(authorization[6:].strip(), validate=True).decode("utf-8")
+        except (binascii.Error, UnicodeDecodeError):
+            raise TokenError("invalid_client", "malformed Basic credentials", status=401) from None
+        from urllib.parse import unquote_plus
+
+        raw_id, sep, raw_secret = decoded.partition(":")
+        if not sep:
+            raise TokenError("invalid_client", "malformed Basic credentials", status=401)
+        return ClientCredentials(unquote_plus(raw_id), unquote_plus(raw_secret))
+    return ClientCredentials(form.get("client_id", ""), form.get("client_secret", ""))
+
+
+def _authenticate(idp: DevIdp, creds: ClientCredentials) -> OidcClient:
+    client = idp.oidc_clients.get(creds.client_id)
+    expected = client.client_secret if client else secrets.token_urlsafe(32)
+    ok = hmac.compare_digest(expected.encode("utf-8"), creds.client_secret.encode("utf-8"))
+    if client is None or not ok:
+        raise TokenError("invalid_client", "client authentication failed", status=401)
+    return client
+
+
+def _pkce_matches(verifier: str, challenge: str) -> bool:
+    if not _PKCE_VERIFIER.match(verifier):
+        return False
+    digest = hashlib.sha256(verifier.encode("ascii")).digest()
+    computed = base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")
+    return hmac.compare_digest(computed, challenge)
+
+
+def exchange_code(idp: DevIdp, *, authorization: str | None, form: Mapping[str, str]) -> dict[str, Any]:
+    """The token endpoint: authenticate the client, then spend the code exactly once."""
+    client = _authenticate(idp, client_credentials(authorization, form))
+    if form.get("grant_type") != "authorization_code":
+        raise TokenError("unsupported_grant_type", "only authorization_code")
+    issued = idp.codes.take(form.get("code", ""))
+    invalid = TokenError("invalid_grant", "the code is unknown, expired, used or not for this request")
+    if issued is None or issued.client_id != client.client_id:
+        raise invalid
+    if form.get("redirect_uri") != issued.redirect_uri:
+        raise invalid
+    if not _pkce_matches(form.get("code_verifier", ""), issued.code_challenge):
+        raise TokenError("invalid_grant", "PKCE verification failed")
+    now = int(time.time())
+    claims = {**issued.claims, "iat": now, "auth_time": now, "exp": now + ID_TOKEN_TTL_SECONDS}
+    id_token = jwt.encode(claims, idp.key.private_key_pem, algorithm="RS256", headers={"kid": idp.key.kid})
+    return {
+        "token_type": "Bearer",
+        "expires_in": ID_TOKEN_TTL_SECONDS,
+        # opaque: nothing in the demo calls an API with it
+        "access_token": secrets.token_urlsafe(32),
+        "scope": issued.scope,
+        "id_token": id_token,
+    }
