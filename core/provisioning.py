@@ -115,9 +115,7 @@ def plan_space_roles(
     role_items = split_values(role_values)
     single_role = len(role_items) == 1
     if single_role and len(space_items) > 1:
-        notes.append(
-            f"one role for {len(space_items)} space entries: '{role_items[0]}' applies to each"
-        )
+        notes.append(f"one role for {len(space_items)} space entries: '{role_items[0]}' applies to each")
     if len(role_items) > len(space_items) and not single_role:
         notes.append(f"{len(role_items) - len(space_items)} extra role(s) without a space ignored")
 
@@ -129,9 +127,7 @@ def plan_space_roles(
             continue
         space_key = name_key(raw_space)
         if space_key not in spaces_by_key:
-            warnings.append(
-                f"space '{raw_space}' does not exist in the account; ignored with its role"
-            )
+            warnings.append(f"space '{raw_space}' does not exist in the account; ignored with its role")
             continue
         if single_role:
             raw_role: str | None = role_items[0]
@@ -159,10 +155,7 @@ def plan_space_roles(
     for space_key, role in chosen.items():
         final = role or fallback_role
         if final is None:
-            warnings.append(
-                f"the account has no '{SPACE_MEMBER}' role; space "
-                f"'{spaces_by_key[space_key]}' skipped"
-            )
+            warnings.append(f"the account has no '{SPACE_MEMBER}' role; space '{spaces_by_key[space_key]}' skipped")
             continue
         assignments.append(SpaceAssignment(spaces_by_key[space_key], final))
     if assignments:
@@ -183,10 +176,7 @@ def _default_plan(
         return SpacePlan((), tuple(warnings), tuple(notes), origin="none")
     space = spaces_by_key.get(name_key(settings.default_space))
     if space is None:
-        warnings.append(
-            f"default_space '{settings.default_space}' does not exist in the account; "
-            "no space assignment"
-        )
+        warnings.append(f"default_space '{settings.default_space}' does not exist in the account; no space assignment")
         return SpacePlan((), tuple(warnings), tuple(notes), origin="none")
     role = roles_by_key.get(name_key(settings.default_space_role))
     if role is None:
@@ -199,9 +189,7 @@ def _default_plan(
         warnings.append(f"the account has no '{SPACE_MEMBER}' role; default space skipped")
         return SpacePlan((), tuple(warnings), tuple(notes), origin="none")
     notes.append(f"no valid space from the IdP: default space '{space}' as '{role}'")
-    return SpacePlan(
-        (SpaceAssignment(space, role),), tuple(warnings), tuple(notes), origin="default"
-    )
+    return SpacePlan((SpaceAssignment(space, role),), tuple(warnings), tuple(notes), origin="default")
 
 
 @dataclass(frozen=True)
@@ -212,9 +200,7 @@ class AccountRoleDecision:
     warnings: tuple[str, ...] = ()
 
 
-def pick_account_role(
-    *, values: Sequence[str], known_account_roles: Iterable[str]
-) -> AccountRoleDecision:
+def pick_account_role(*, values: Sequence[str], known_account_roles: Iterable[str]) -> AccountRoleDecision:
     """The first item that names an account role wins (same matching as spaces). None valid:
     keep the current role (a new user keeps ``Account Member``) and warn: an unknown value
     must never demote or promote anyone."""
@@ -260,20 +246,14 @@ class LoginPreview:
     warnings: list[str] = field(default_factory=list)
 
 
-def preview_provisioning(
-    db: Session, *, account: Account, connector: Connector, claims: Claims
-) -> LoginPreview:
+def preview_provisioning(db: Session, *, account: Account, connector: Connector, claims: Claims) -> LoginPreview:
     """Apply the pure rules to ``claims`` with the account's names; reads only."""
     settings = connector.provisioning
     wanted = {name_key(v) for v in split_values(claims.space_names) if v}
     if settings.default_space:
         wanted.add(name_key(settings.default_space))
     known_spaces = (
-        list(
-            db.scalars(
-                select(Space.name).where(Space.account_id == account.id, Space.name_key.in_(wanted))
-            )
-        )
+        list(db.scalars(select(Space.name).where(Space.account_id == account.id, Space.name_key.in_(wanted))))
         if wanted
         else []
     )
@@ -299,9 +279,7 @@ def preview_provisioning(
             f"{settings.timezone_attribute}: '{claims.timezone}' is not an IANA time zone "
             "name (e.g. Europe/London); the timezone was not changed"
         )
-    return LoginPreview(
-        spaces=plan, account_role=account_role, timezone=timezone, warnings=warnings
-    )
+    return LoginPreview(spaces=plan, account_role=account_role, timezone=timezone, warnings=warnings)
 
 
 def apply_login_provisioning(
@@ -408,32 +386,20 @@ def _apply_spaces(
     with another role: the person who granted it by hand decides (docs/provisioning.md).
     """
     names = [a.space for a in plan.assignments]
-    space_ids: dict[str, str] = (
-        dict(
-            db.execute(
-                select(Space.name, Space.id).where(
-                    Space.account_id == account.id, Space.name.in_(names)
-                )
-            )
-            .tuples()
-            .all()
-        )
+    space_rows = (
+        db.execute(select(Space.name, Space.id).where(Space.account_id == account.id, Space.name.in_(names))).all()
         if names
-        else {}
+        else []
     )
-    role_ids: dict[str, str] = dict(
-        db.execute(
-            select(Role.name, Role.id).where(
-                Role.account_id == account.id, Role.scope == ROLE_SCOPE_SPACE
-            )
-        )
-        .tuples()
-        .all()
-    )
+    space_ids: dict[str, str] = {name: sid for name, sid in space_rows}
+    role_ids: dict[str, str] = {
+        name: rid
+        for name, rid in db.execute(
+            select(Role.name, Role.id).where(Role.account_id == account.id, Role.scope == ROLE_SCOPE_SPACE)
+        ).all()
+    }
     desired = {
-        space_ids[a.space]: role_ids[a.role]
-        for a in plan.assignments
-        if a.space in space_ids and a.role in role_ids
+        space_ids[a.space]: role_ids[a.role] for a in plan.assignments if a.space in space_ids and a.role in role_ids
     }
     current = {
         space_id: (role_id, source, space_name, role_name)
@@ -448,16 +414,12 @@ def _apply_spaces(
             .join(Space, Space.id == SpaceMembership.space_id)
             .join(Role, Role.id == SpaceMembership.role_id)
             .where(SpaceMembership.account_id == account.id, SpaceMembership.user_id == user.id)
-        ).tuples()
+        ).all()
     }
     role_names = {v: k for k, v in role_ids.items()}
     space_names = {v: k for k, v in space_ids.items()}
 
-    removed = [
-        sid
-        for sid, (_, source, _, _) in current.items()
-        if source == SOURCE_IDP and sid not in desired
-    ]
+    removed = [sid for sid, (_, source, _, _) in current.items() if source == SOURCE_IDP and sid not in desired]
     added = [sid for sid in desired if sid not in current]
     rerole: dict[str, list[str]] = {}
     for sid, role_id in desired.items():
@@ -513,9 +475,7 @@ def _apply_spaces(
         ],
         "origin": plan.origin,
     }
-    trace.note(
-        f"spaces: {len(added)} added, {len(details['changed'])} re-roled, {len(removed)} removed"
-    )
+    trace.note(f"spaces: {len(added)} added, {len(details['changed'])} re-roled, {len(removed)} removed")
     audit.record(
         db,
         account_id=account.id,
@@ -537,16 +497,12 @@ def _apply_account_role(
     actor: str,
 ) -> None:
     role = db.scalar(
-        select(Role).where(
-            Role.account_id == account.id, Role.scope == ROLE_SCOPE_ACCOUNT, Role.name == role_name
-        )
+        select(Role).where(Role.account_id == account.id, Role.scope == ROLE_SCOPE_ACCOUNT, Role.name == role_name)
     )
     if role is None or user.account_role_id == role.id:
         return
     before = (
-        db.scalar(
-            select(Role.name).where(Role.account_id == account.id, Role.id == user.account_role_id)
-        )
+        db.scalar(select(Role.name).where(Role.account_id == account.id, Role.id == user.account_role_id))
         if user.account_role_id
         else None
     )
