@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 
@@ -304,3 +306,59 @@ def test_account_role(values: list[str], role: str | None, warnings: int) -> Non
 )
 def test_timezone(value: str | None, expected: str | None) -> None:
     assert canonical_timezone(value) == expected
+
+
+# -- the operator page's table of examples is checked against the code -----------------
+
+
+def _doc_examples() -> list[tuple[list[str], list[str], list[tuple[str, str]], bool, str]]:
+    text = (Path(__file__).resolve().parents[1] / "docs" / "provisioning.md").read_text(encoding="utf-8")
+    section = text.split("## Examples", 1)[1].split("\n## ", 1)[0]
+    rows = []
+    for line in section.splitlines():
+        if not line.startswith(("| `", "| *")) or line.startswith("| `space_name`"):
+            continue
+        spaces, roles, result, why = (cell.strip() for cell in line.strip().strip("|").split(" | "))
+        rows.append((_doc_value(spaces), _doc_value(roles), _doc_result(result), "with default" in why, line))
+    return rows
+
+
+def _doc_value(cell: str) -> list[str]:
+    if cell == "*(absent)*":
+        return []
+    raw = cell.strip("`")
+    parsed = json.loads(raw) if raw.startswith("[") else [raw]
+    return [str(v) for v in parsed]
+
+
+def _doc_result(cell: str) -> list[tuple[str, str]]:
+    if cell == "*(no space)*":
+        return []
+    pairs = []
+    for part in cell.split("; "):
+        spaces, role = part.split(": ")
+        pairs += [(space, role) for space in spaces.split(", ")]
+    return pairs
+
+
+DOC_EXAMPLES = _doc_examples()
+
+
+def test_doc_has_the_examples_table() -> None:
+    assert len(DOC_EXAMPLES) >= 20
+
+
+@pytest.mark.parametrize(
+    ("spaces", "roles", "expected", "with_default", "line"), DOC_EXAMPLES, ids=[row[4][:60] for row in DOC_EXAMPLES]
+)
+def test_doc_examples_match_the_rules(
+    spaces: list[str], roles: list[str], expected: list[tuple[str, str]], with_default: bool, line: str
+) -> None:
+    plan = plan_space_roles(
+        space_values=spaces,
+        role_values=roles,
+        known_spaces=["Trial", "DevOps", "Prod"],
+        known_space_roles=ROLES,
+        settings=WITH_DEFAULT if with_default else NO_DEFAULT,
+    )
+    assert sorted((a.space, a.role) for a in plan.assignments) == sorted(expected), line
