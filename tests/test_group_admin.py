@@ -10,9 +10,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import SESSION_SECRET, client_for
 from starlette.testclient import TestClient
 
-from tests.conftest import SESSION_SECRET, client_for
 from transom import directory
 from transom.models import ExternalIdentity
 from transom.runtime import Runtime

@@ -46,8 +46,12 @@ class FakeGraph:
 
     def handler(self, request: httpx.Request) -> httpx.Response:
         url = str(request.url)
-        if url.startswith(self.authority + "/") and url.endswith("/oauth2/v2.0/token"):
-            return self._token(request)
+        if (
+            url.startswith(self.authority + "/")
+            and url.endswith("/oauth2/v2.0/token")
+            and b"grant_type=client_credentials" in request.content
+        ):
+            return self._token(request)  # an authorization-code exchange goes to ``fallback``
         if url.startswith(self.graph_url + "/"):
             return self._graph(request)
         if self.fallback is not None:
