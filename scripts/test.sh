@@ -26,6 +26,11 @@ fi
 if [ ! -x .venv/bin/python ]; then
   "$PYTHON" -m venv .venv
 fi
-.venv/bin/python -m pip install -q --disable-pip-version-check --upgrade pip >/dev/null
-.venv/bin/python -m pip install -q --disable-pip-version-check -e '.[test]'
+# pip's output goes to a log that is shown only when the install fails.
+if ! { .venv/bin/python -m pip install -q --disable-pip-version-check --upgrade pip \
+       && .venv/bin/python -m pip install -q --disable-pip-version-check -e '.[test]'; } >.venv/install.log 2>&1; then
+  cat .venv/install.log >&2
+  echo "error: installing Transom's test dependencies failed (log above)" >&2
+  exit 1
+fi
 exec .venv/bin/python -m pytest "$@"
