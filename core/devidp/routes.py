@@ -139,7 +139,7 @@ def build_router(idp: DevIdp) -> APIRouter:
     def sign_in(
         request: Request,
         request_key: Annotated[str, Form(max_length=100)],
-        subject: Annotated[str, Form(max_length=100)],
+        subject: Annotated[str, Form(max_length=100)] = "",
         space_name: Annotated[str, Form(max_length=MAX_FIELD_CHARS)] = "",
         space_role: Annotated[str, Form(max_length=MAX_FIELD_CHARS)] = "",
         timezone: Annotated[str, Form(max_length=MAX_FIELD_CHARS)] = "",
