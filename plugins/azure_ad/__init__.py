@@ -10,7 +10,15 @@ from typing import Any, Literal
 import httpx
 from pydantic import SecretStr, model_validator
 
-from transom.connector import GROUP_SYNC, Claims, Connector, ConnectorType, OidcProvider, SamlSettings
+from transom.connector import (
+    GROUP_SYNC,
+    Claims,
+    Connector,
+    ConnectorType,
+    OidcProvider,
+    SamlIdp,
+    SamlSettings,
+)
 from transom.hookspecs import hookimpl
 
 TYPE = "azure_ad"
@@ -59,6 +67,9 @@ class AzureAdSettings(SamlSettings):
         if self.v1_issuer_base:
             self.v1_issuer_base = self.v1_issuer_base.rstrip("/")
         if self.protocol == "saml":
+            from transom_azure_ad.saml import fill_saml_defaults
+
+            fill_saml_defaults(self)
             self.check_saml_sources()
         if self.tenant_id in ("common", "organizations", "consumers") and not self.allowed_tenants:
             raise ValueError(
@@ -104,8 +115,23 @@ def transom_extract_claims(connector: Connector, payload: Mapping[str, Any]) -> 
 
 
 def _saml_claims(connector: Connector, payload: Mapping[str, Any]) -> Claims | None:
-    """SAML claims mapping: provided by the SAML work (docs/idp-entra.md); None until then."""
-    return None
+    """SAML claims mapping (``saml.py``, docs/idp-entra.md)."""
+    from transom_azure_ad import saml
+
+    settings = connector.settings
+    assert isinstance(settings, AzureAdSettings)
+    return saml.claims(connector, settings, payload)
+
+
+@hookimpl
+def transom_saml_idp(connector: Connector) -> SamlIdp | None:
+    if connector.type != TYPE or connector.protocol != "saml":
+        return None
+    from transom_azure_ad import saml
+
+    settings = connector.settings
+    assert isinstance(settings, AzureAdSettings)
+    return saml.saml_idp(settings)
 
 
 @hookimpl

@@ -3,9 +3,12 @@ informational), per the product rules for IdPs other than Okta and Entra."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 from pydantic import BaseModel, ConfigDict, model_validator
 
-from transom.connector import ConnectorType, SamlSettings
+from transom.connector import Claims, Connector, ConnectorType, SamlIdp, SamlSettings
 from transom.hookspecs import hookimpl
 
 TYPE = "generic_saml"
@@ -44,3 +47,23 @@ def transom_connector_type() -> ConnectorType:
         default_button_label="Sign in with SAML",
         version="0.1.0",
     )
+
+
+@hookimpl
+def transom_saml_idp(connector: Connector) -> SamlIdp | None:
+    if connector.type != TYPE:
+        return None
+    settings = connector.settings
+    assert isinstance(settings, GenericSamlSettings)
+    return settings.saml_idp(name_id_format=settings.name_id_format)
+
+
+@hookimpl
+def transom_extract_claims(connector: Connector, payload: Mapping[str, Any]) -> Claims | None:
+    if connector.type != TYPE:
+        return None
+    from transom_generic_saml import claims
+
+    settings = connector.settings
+    assert isinstance(settings, GenericSamlSettings)
+    return claims.claims(connector, settings, payload)

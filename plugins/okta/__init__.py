@@ -9,7 +9,15 @@ from typing import Any, Literal
 
 from pydantic import SecretStr, model_validator
 
-from transom.connector import GROUP_SYNC, Claims, Connector, ConnectorType, OidcProvider, SamlSettings
+from transom.connector import (
+    GROUP_SYNC,
+    Claims,
+    Connector,
+    ConnectorType,
+    OidcProvider,
+    SamlIdp,
+    SamlSettings,
+)
 from transom.hookspecs import hookimpl
 
 TYPE = "okta"
@@ -93,5 +101,18 @@ def transom_extract_claims(connector: Connector, payload: Mapping[str, Any]) -> 
 
 
 def _saml_claims(connector: Connector, settings: OktaSettings, payload: Mapping[str, Any]) -> Claims | None:
-    """SAML attribute mapping: provided by the SAML work (docs/idp-okta.md); None until then."""
-    return None
+    """SAML attribute mapping (``saml.py``, docs/idp-okta.md)."""
+    from transom_okta import saml
+
+    return saml.claims(connector, settings, payload)
+
+
+@hookimpl
+def transom_saml_idp(connector: Connector) -> SamlIdp | None:
+    if connector.type != TYPE or connector.protocol != "saml":
+        return None
+    from transom_okta import saml
+
+    settings = connector.settings
+    assert isinstance(settings, OktaSettings)
+    return saml.saml_idp(settings)

@@ -1,0 +1,83 @@
+"""Okta over SAML 2.0: the IdP settings and how a verified assertion becomes
+:class:`~transom.connector.Claims`. No I/O, no crypto: the host verifies the response.
+
+Okta sends no attributes unless the admin adds attribute statements, so every name is a
+setting. The subject is the NameID (Okta's "Application username"); Okta matches user names
+case-insensitively, so unspecified/e-mail NameIDs are compared in lower case.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from transom.connector import Claims, Connector, GroupsClaim, SamlIdp, saml_attribute_values
+from transom.errors import LoginRefused
+
+if TYPE_CHECKING:
+    from transom_okta import OktaSettings
+
+TRANSIENT = "urn:oasis:names:tc:SAML:2.0:nameid-format:transient"
+PERSISTENT = "urn:oasis:names:tc:SAML:2.0:nameid-format:persistent"
+
+
+def saml_idp(settings: OktaSettings) -> SamlIdp:
+    # No NameIDPolicy format: the Okta app's own "Name ID format" setting decides.
+    return settings.saml_idp(name_id_format=None)
+
+
+def _first(payload: Mapping[str, Any], name: str | None) -> str | None:
+    if not name:
+        return None
+    values = [v for v in saml_attribute_values(payload, name) if v.strip()]
+    return values[0].strip() if values else None
+
+
+def _has(payload: Mapping[str, Any], name: str) -> bool:
+    attributes: Mapping[str, Any] = payload.get("attributes", {})
+    wanted = name.strip().lower()
+    return any(key.strip().lower() == wanted for key in attributes)
+
+
+def subject(connector: Connector, payload: Mapping[str, Any]) -> str:
+    name_id = payload.get("name_id")
+    name_id_format = payload.get("name_id_format")
+    if not isinstance(name_id, str) or not name_id.strip():
+        raise LoginRefused("your identity provider did not say who you are",
+                           hint=f"connector '{connector.id}': the Okta assertion carries no NameID")
+    if name_id_format == TRANSIENT:
+        raise LoginRefused(
+            "your identity provider sent a one-time identifier",
+            hint="set the Okta app's Name ID format to Persistent, Unspecified or EmailAddress "
+            "(a transient NameID changes on every login)",
+        )
+    value = name_id.strip()
+    return value if name_id_format == PERSISTENT else value.lower()
+
+
+def claims(connector: Connector, settings: OktaSettings, payload: Mapping[str, Any]) -> Claims:
+    provisioning = connector.provisioning
+    user_key = subject(connector, payload)
+    name_id = str(payload.get("name_id", "")).strip()
+    email = _first(payload, settings.email_attribute)
+    if email is None and payload.get("name_id_format") == "urn:oasis:names:tc:SAML:1.1:nameid-format:emailAddress":
+        email = name_id
+    groups = (
+        GroupsClaim.present(saml_attribute_values(payload, settings.groups_attribute))
+        if _has(payload, settings.groups_attribute) else GroupsClaim.absent()
+    )
+    return Claims(
+        subject=user_key,
+        email=email,
+        email_verified=False,
+        user_name=_first(payload, settings.user_name_attribute) or name_id,
+        display_name=_first(payload, settings.display_name_attribute),
+        given_name=_first(payload, settings.given_name_attribute),
+        family_name=_first(payload, settings.family_name_attribute),
+        timezone=_first(payload, provisioning.timezone_attribute),
+        space_names=tuple(saml_attribute_values(payload, provisioning.space_attribute)),
+        space_roles=tuple(saml_attribute_values(payload, provisioning.role_attribute)),
+        account_roles=tuple(saml_attribute_values(payload, provisioning.account_role_attribute))
+        if provisioning.account_role_attribute else (),
+        groups=groups,
+    )
