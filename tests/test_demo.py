@@ -113,6 +113,28 @@ def test_oidc_login_through_the_dev_idp_lands_logged_in(live_demo: LiveDemo) -> 
     ]
 
 
+def test_saml_login_through_the_dev_idp_lands_logged_in(live_demo: LiveDemo) -> None:
+    with live_demo.browser() as browser:
+        picker = _to_dev_idp(browser, "someone@saml.demo.example")
+        assert urlsplit(str(picker.request.url)).path == "/dev-idp/saml/sso"
+        answered = _pick(browser, picker.text, ADA.subject, space_name="DevOps", space_role="Space Admin")
+        assert answered.status_code == 200
+        action, fields = _auto_post_form(answered.text)
+        assert action == f"{live_demo.base_url}/api/accounts/saml/demo-saml/acs"
+        assert set(fields) == {"SAMLResponse", "RelayState"} or set(fields) == {"SAMLResponse"}
+        landed = browser.post(action, data=fields)
+        assert landed.status_code == 303, landed.text
+        assert "Signed in as Ada Lovelace" in browser.get("/").text
+        me = browser.get("/api/me").json()
+        # the same response again is a replay
+        replayed = browser.post(action, data=fields)
+        assert 400 <= replayed.status_code < 500
+    assert me["email"] == ADA.email
+    assert me["spaces"] == [{"space": "DevOps", "role": "Space Admin"}]
+    # generic SAML IdPs do not sync groups (product rule): the groups attribute changes nothing
+    assert me["groups"] == []
+
+
 def test_cancel_at_the_dev_idp_is_refused_with_a_page_and_no_session(live_demo: LiveDemo) -> None:
     with live_demo.browser() as browser:
         picker = _to_dev_idp(browser, "ada@demo.example")
