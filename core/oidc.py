@@ -390,8 +390,10 @@ def verify_id_token(
                 "verify_exp": False, "verify_nbf": False, "verify_iat": False, "verify_at_hash": False,
             },
         )
-    except JOSEError:
+    except JOSEError as exc:
         # JWKError is not a JWTError: catch the common base.
+        if "payload" in str(exc).lower():
+            raise _token_refused("the id_token payload is not a JSON object") from None
         raise _token_refused(
             "the id_token signature does not verify with the provider's published key "
             f"{'(kid ' + _printable(kid, 60) + ')' if kid else ''}; check that the connector points at "

@@ -56,7 +56,7 @@ def okta_connector(*, custom: str | None = None, **settings: Any) -> dict[str, A
 
 
 def entra_claims(oid: str = "a1b2c3d4-0000-4000-8000-000000000001", **extra: Any) -> dict[str, Any]:
-    return {"tid": TENANT, "oid": oid, "sub": "pairwise-" + oid[:8], "preferred_username": "ada@acme.example",
+    return {"tid": TENANT, "oid": oid, "sub": "pairwise-" + str(oid)[:8], "preferred_username": "ada@acme.example",
             "name": "Ada Lovelace", "email": "ada@acme.example", **extra}
 
 

@@ -7,6 +7,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
+from conftest import client_for
 from oidc_support import (
     AUTHORITY,
     ENTRA_CLIENT,
@@ -24,7 +25,6 @@ from oidc_support import (
     okta_org_fake,
 )
 
-from conftest import client_for
 from transom.loginstate import BINDING_COOKIE
 from transom.sessions import COOKIE_NAME
 from transom.testing.oidc import FakeOidcIdp, finish_login, oidc_login, start_login

@@ -43,7 +43,7 @@ def callback_url(runtime: Runtime) -> str:
 
 
 @router.get("/api/accounts/login/{connector_id}")
-def start_login(connector_id: str, request: Request, runtime: RuntimeDep, next: str | None = None) -> Response:  # noqa: A002
+def start_login(connector_id: str, request: Request, runtime: RuntimeDep, next: str | None = None) -> Response:
     """Start SSO: store state/nonce/PKCE verifier (or the SAML request id) and send the browser
     to the IdP."""
     connector = runtime.connector(connector_id)
