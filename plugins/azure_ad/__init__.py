@@ -158,3 +158,15 @@ def transom_lookup_group_ids(
     )
     return graph.transitive_group_ids(creds, object_id=oid, http=http)
 
+
+
+@hookimpl
+def transom_scim_normalize(
+    connector: Connector, resource_type: str, operation: str, body: Mapping[str, Any], headers: Mapping[str, str]
+) -> dict[str, Any] | None:
+    """Entra ID's SCIM dialect -> RFC 7644 (transom_azure_ad.scim)."""
+    if connector.type != TYPE:
+        return None
+    from transom_azure_ad import scim
+
+    return scim.normalize(resource_type=resource_type, operation=operation, body=body)

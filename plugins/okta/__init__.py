@@ -116,3 +116,15 @@ def transom_saml_idp(connector: Connector) -> SamlIdp | None:
     settings = connector.settings
     assert isinstance(settings, OktaSettings)
     return saml.saml_idp(settings)
+
+
+@hookimpl
+def transom_scim_normalize(
+    connector: Connector, resource_type: str, operation: str, body: Mapping[str, Any], headers: Mapping[str, str]
+) -> dict[str, Any] | None:
+    """Okta's SCIM dialect -> RFC 7644 (transom_okta.scim)."""
+    if connector.type != TYPE:
+        return None
+    from transom_okta import scim
+
+    return scim.normalize(resource_type=resource_type, operation=operation, body=body)
