@@ -106,7 +106,7 @@ class FakeOidcIdp:
         *,
         issuer: str,
         client_id: str,
-        client_secret: str | None = "fake-client-secret",
+        client_secret: str | None = "fake-client-secret",  # noqa: S107 - a fake IdP's test credential
         authorization_endpoint: str | None = None,
         token_endpoint: str | None = None,
         jwks_uri: str | None = None,

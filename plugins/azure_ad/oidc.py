@@ -11,7 +11,6 @@ sovereign cloud cannot be derived from its login host.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
