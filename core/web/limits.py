@@ -29,7 +29,7 @@ class BodySizeLimit:
                 except ValueError:
                     too_big = True
                 if too_big:
-                    await _reject(send, self.max_bytes)
+                    await _reject(send, self.max_bytes, scope.get("path", ""))
                     return
         received = 0
         started = False
@@ -53,12 +53,17 @@ class BodySizeLimit:
             await self.app(scope, limited_receive, tracking_send)
         except BodyTooLarge:
             if not started:
-                await _reject(send, self.max_bytes)
+                await _reject(send, self.max_bytes, scope.get("path", ""))
 
 
-async def _reject(send: Send, max_bytes: int) -> None:
-    body: dict[str, Any] = {"error": "too_large", "detail": f"request body over {max_bytes} bytes"}
+async def _reject(send: Send, max_bytes: int, path: str) -> None:
+    detail = f"request body over {max_bytes} bytes"
+    body: dict[str, Any] = {"error": "too_large", "detail": detail}
+    media_type = b"application/json"
+    if path.startswith("/api/scim"):  # SCIM clients expect the SCIM Error schema (RFC 7644 §3.12)
+        body = {"schemas": ["urn:ietf:params:scim:api:messages:2.0:Error"], "status": "413", "detail": detail}
+        media_type = b"application/scim+json"
     data = json.dumps(body).encode()
     await send({"type": "http.response.start", "status": 413,
-                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(data)).encode())]})
+                "headers": [(b"content-type", media_type), (b"content-length", str(len(data)).encode())]})
     await send({"type": "http.response.body", "body": data})
