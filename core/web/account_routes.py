@@ -134,7 +134,10 @@ def login_page(
     """Step one asks for the work email. An email whose domain exactly one connector claims
     goes straight to that IdP; several give their buttons; none (or ``use=password``) gives
     the password form, with the account filled in when the email's domain names one."""
+    # "/" is where a login lands anyway; off-site values come back from safe_next as "/"
     next_path = safe_next(next) if next else None
+    if next_path == "/":
+        next_path = None
     all_connectors = list(runtime.config.connectors.values())
     email = (email or "").strip() or None
     want_password = use == "password"
