@@ -16,10 +16,11 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple, cast
 
-from sqlalchemy import delete, insert, select, union, update
+from sqlalchemy import Table, and_, bindparam, delete, insert, select, union, update
 from sqlalchemy.orm import Session
+
 from transom import audit
 from transom.connector import Connector
 from transom.models import SOURCE_IDP, SOURCE_MANUAL, ExternalIdentity, Group, GroupMembership, User
@@ -43,7 +44,10 @@ def canonical_group_id(value: str) -> str:
     reads either case and writes lower case, and Entra and Graph send lower case); an
     admin who pastes an upper-case object id must still match. Every other id (Okta group
     names, Okta ``00g...`` ids, SAML values) is case-sensitive and compared byte for byte."""
-    return value.lower() if _GUID.match(value) else value
+    lowered = value.lower()
+    if lowered == value:  # the usual case (Entra sends lower case): nothing to decide
+        return value
+    return lowered if _GUID.match(value) else value
 
 
 # -- who is synced -----------------------------------------------------------------------
@@ -72,9 +76,9 @@ def user_is_group_synced(session: Session, *, user: User, connectors: Iterable[C
 # -- the plan: pure ----------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class MappedGroup:
-    """A mapped group as the sync sees it, with the user's current membership (if any)."""
+class MappedGroup(NamedTuple):
+    """A mapped group as the sync sees it, with the user's current membership (if any).
+    A NamedTuple: one is built per claimed group on every login, and it is cheap."""
 
     group_id: str
     name: str
@@ -99,27 +103,34 @@ class GroupSyncPlan:
         return bool(self.to_add or self.to_remove or self.to_adopt)
 
 
-def plan_group_sync(
-    *, idp_group_ids: Iterable[str], mapped_groups: Iterable[MappedGroup]
-) -> GroupSyncPlan:
+def plan_group_sync(*, idp_group_ids: Iterable[str], mapped_groups: Iterable[MappedGroup]) -> GroupSyncPlan:
     """Compute the changes that make the user's mapped-group memberships equal the IdP's list.
 
     ``mapped_groups`` must hold every mapped group the claim names and every mapped group the
     user currently belongs to (what :func:`read_mapped_groups` returns); other mapped groups
     may be present and are left alone. Pure: no I/O, reusable by ``transom explain``."""
     wanted = {canonical_group_id(i) for i in idp_group_ids}
-    groups = sorted(
-        {g.group_id: g for g in mapped_groups}.values(), key=lambda g: (g.name, g.group_id)
-    )
-    matched = {g.idp_identifier for g in groups if g.idp_identifier in wanted}
+    to_add: list[MappedGroup] = []
+    to_remove: list[MappedGroup] = []
+    to_adopt: list[MappedGroup] = []
+    matched: set[str] = set()
+    for group in {g.group_id: g for g in mapped_groups}.values():
+        if group.idp_identifier in wanted:
+            matched.add(group.idp_identifier)
+            if group.membership is None:
+                to_add.append(group)
+            elif group.membership == SOURCE_MANUAL:
+                to_adopt.append(group)
+        elif group.membership is not None:
+            to_remove.append(group)
+
+    def by_name(groups: list[MappedGroup]) -> tuple[MappedGroup, ...]:
+        return tuple(sorted(groups, key=lambda g: (g.name, g.group_id)))
+
     return GroupSyncPlan(
-        to_add=tuple(g for g in groups if g.idp_identifier in wanted and g.membership is None),
-        to_remove=tuple(
-            g for g in groups if g.idp_identifier not in wanted and g.membership is not None
-        ),
-        to_adopt=tuple(
-            g for g in groups if g.idp_identifier in wanted and g.membership == SOURCE_MANUAL
-        ),
+        to_add=by_name(to_add),
+        to_remove=by_name(to_remove),
+        to_adopt=by_name(to_adopt),
         unmatched_ids=tuple(sorted(wanted - matched)),
     )
 
@@ -127,60 +138,82 @@ def plan_group_sync(
 # -- reading and applying ----------------------------------------------------------------
 
 
+_GROUPS = cast(Table, Group.__table__)
+_MEMBERS = cast(Table, GroupMembership.__table__)
+_COLUMNS = (_GROUPS.c.id, _GROUPS.c.name, _GROUPS.c.idp_identifier, _MEMBERS.c.source)
+#: the mapped groups the user is in now (index: group_memberships (account_id, user_id))
+_CURRENT = (
+    select(*_COLUMNS)
+    .select_from(_MEMBERS.join(_GROUPS, _GROUPS.c.id == _MEMBERS.c.group_id))
+    .where(
+        _MEMBERS.c.account_id == bindparam("account_id"),
+        _MEMBERS.c.user_id == bindparam("user_id"),
+        _GROUPS.c.account_id == bindparam("account_id"),
+        _GROUPS.c.idp_identifier.is_not(None),
+    )
+)
+#: ... UNION the mapped groups the claim names, with the user's membership if any
+#: (index: groups (account_id, idp_identifier), then the membership primary key)
+_NAMED_OR_CURRENT = union(
+    select(*_COLUMNS)
+    .select_from(
+        _GROUPS.outerjoin(
+            _MEMBERS,
+            and_(
+                _MEMBERS.c.group_id == _GROUPS.c.id,
+                _MEMBERS.c.user_id == bindparam("user_id"),
+                _MEMBERS.c.account_id == bindparam("account_id"),
+            ),
+        )
+    )
+    .where(
+        _GROUPS.c.account_id == bindparam("account_id"),
+        _GROUPS.c.idp_identifier.in_(bindparam("ids", expanding=True)),
+    ),
+    _CURRENT,
+)
+# Built once: constructing the statements costs more than SQLite takes to run them.
+_INSERT = insert(_MEMBERS)
+_DELETE = delete(_MEMBERS).where(
+    _MEMBERS.c.account_id == bindparam("account_id"),
+    _MEMBERS.c.user_id == bindparam("user_id"),
+    _MEMBERS.c.group_id.in_(bindparam("group_ids", expanding=True)),
+)
+_ADOPT = (
+    update(_MEMBERS)
+    .where(
+        _MEMBERS.c.account_id == bindparam("b_account_id"),
+        _MEMBERS.c.user_id == bindparam("b_user_id"),
+        _MEMBERS.c.group_id.in_(bindparam("b_group_ids", expanding=True)),
+    )
+    .values(source=SOURCE_IDP)
+)
+
+
 def read_mapped_groups(
     db: Session, *, account_id: str, user_id: str, idp_group_ids: Iterable[str]
 ) -> list[MappedGroup]:
     """One statement (per slice of 5,000 ids): the mapped groups whose identifier the claim
-    names, with the user's membership if any, UNION the mapped groups the user is in now.
-    Both halves use an index: (account_id, idp_identifier) and (account_id, user_id)."""
-    ids = sorted({canonical_group_id(i) for i in idp_group_ids})
-    current = (
-        select(Group.id, Group.name, Group.idp_identifier, GroupMembership.source)
-        .join(GroupMembership, GroupMembership.group_id == Group.id)
-        .where(
-            GroupMembership.account_id == account_id,
-            GroupMembership.user_id == user_id,
-            Group.account_id == account_id,
-            Group.idp_identifier.is_not(None),
-        )
-    )
-    slices = [ids[i : i + IN_LIST_SLICE] for i in range(0, len(ids), IN_LIST_SLICE)] or [[]]
+    names, with the user's membership if any, UNION the mapped groups the user is in now."""
+    ids = list(dict.fromkeys(canonical_group_id(i) for i in idp_group_ids))
+    slices = [ids[i : i + IN_LIST_SLICE] for i in range(0, len(ids), IN_LIST_SLICE)]
     found: dict[str, MappedGroup] = {}
-    for part in slices:
-        statement = current
-        if part:
-            named = (
-                select(Group.id, Group.name, Group.idp_identifier, GroupMembership.source)
-                .outerjoin(
-                    GroupMembership,
-                    (GroupMembership.group_id == Group.id)
-                    & (GroupMembership.user_id == user_id)
-                    & (GroupMembership.account_id == account_id),
-                )
-                .where(Group.account_id == account_id, Group.idp_identifier.in_(part))
-            )
-            statement = union(named, current)  # type: ignore[assignment]
-        for group_id, name, identifier, source in db.execute(statement):
+    for part in slices or [[]]:
+        params = {"account_id": account_id, "user_id": user_id}
+        rows = db.execute(_NAMED_OR_CURRENT, {**params, "ids": part}) if part else db.execute(_CURRENT, params)
+        for group_id, name, identifier, source in rows:
             if identifier is None:  # excluded by the WHERE clauses; keeps the type exact
                 continue
+            membership = None if source is None else (SOURCE_IDP if source == SOURCE_IDP else SOURCE_MANUAL)
             found[group_id] = MappedGroup(
-                group_id=group_id,
-                name=name,
-                idp_identifier=identifier,
-                membership=None
-                if source is None
-                else (SOURCE_IDP if source == SOURCE_IDP else SOURCE_MANUAL),
+                group_id=group_id, name=name, idp_identifier=identifier, membership=membership
             )
     return list(found.values())
 
 
-def plan_user_groups(
-    db: Session, *, account_id: str, user_id: str, idp_group_ids: Sequence[str]
-) -> GroupSyncPlan:
+def plan_user_groups(db: Session, *, account_id: str, user_id: str, idp_group_ids: Sequence[str]) -> GroupSyncPlan:
     """Read-only: what a sync with these ids would change for this user."""
-    mapped = read_mapped_groups(
-        db, account_id=account_id, user_id=user_id, idp_group_ids=idp_group_ids
-    )
+    mapped = read_mapped_groups(db, account_id=account_id, user_id=user_id, idp_group_ids=idp_group_ids)
     return plan_group_sync(idp_group_ids=idp_group_ids, mapped_groups=mapped)
 
 
@@ -202,50 +235,20 @@ def sync_user_groups(
     plan = plan_user_groups(db, account_id=account_id, user_id=user_id, idp_group_ids=idp_group_ids)
     if plan.unmatched_ids:
         sample = ", ".join(plan.unmatched_ids[:TRACE_SAMPLE])
-        more = (
-            f" and {len(plan.unmatched_ids) - TRACE_SAMPLE} more"
-            if len(plan.unmatched_ids) > TRACE_SAMPLE
-            else ""
-        )
-        trace.note(
-            f"{len(plan.unmatched_ids)} group id(s) received match no mapped group: {sample}{more}"
-        )
+        more = f" and {len(plan.unmatched_ids) - TRACE_SAMPLE} more" if len(plan.unmatched_ids) > TRACE_SAMPLE else ""
+        trace.note(f"{len(plan.unmatched_ids)} group id(s) received match no mapped group: {sample}{more}")
     if not plan.changed:
-        trace.note(
-            f"groups: {len(idp_group_ids)} id(s) received, mapped-group memberships already match"
-        )
+        trace.note(f"groups: {len(idp_group_ids)} id(s) received, mapped-group memberships already match")
         return plan
+    who = {"account_id": account_id, "user_id": user_id}
     if plan.to_add:
-        db.execute(
-            insert(GroupMembership.__table__),  # type: ignore[arg-type]
-            [
-                {
-                    "account_id": account_id,
-                    "group_id": g.group_id,
-                    "user_id": user_id,
-                    "source": SOURCE_IDP,
-                }
-                for g in plan.to_add
-            ],
-        )
+        rows = [{**who, "group_id": g.group_id, "source": SOURCE_IDP} for g in plan.to_add]
+        db.execute(_INSERT, rows)
     if plan.to_remove:
-        db.execute(
-            delete(GroupMembership.__table__).where(  # type: ignore[arg-type]
-                GroupMembership.account_id == account_id,
-                GroupMembership.user_id == user_id,
-                GroupMembership.group_id.in_([g.group_id for g in plan.to_remove]),
-            )
-        )
+        db.execute(_DELETE, {**who, "group_ids": [g.group_id for g in plan.to_remove]})
     if plan.to_adopt:
-        db.execute(
-            update(GroupMembership.__table__)  # type: ignore[arg-type]
-            .where(
-                GroupMembership.account_id == account_id,
-                GroupMembership.user_id == user_id,
-                GroupMembership.group_id.in_([g.group_id for g in plan.to_adopt]),
-            )
-            .values(source=SOURCE_IDP)
-        )
+        adopted_ids = [g.group_id for g in plan.to_adopt]
+        db.execute(_ADOPT, {"b_account_id": account_id, "b_user_id": user_id, "b_group_ids": adopted_ids})
     added = [g.name for g in plan.to_add]
     removed = [g.name for g in plan.to_remove]
     adopted = [g.name for g in plan.to_adopt]
@@ -258,12 +261,8 @@ def sync_user_groups(
         connector_id=connector_id,
         details={
             "added": [{"group": g.name, "idp_identifier": g.idp_identifier} for g in plan.to_add],
-            "removed": [
-                {"group": g.name, "idp_identifier": g.idp_identifier} for g in plan.to_remove
-            ],
-            "adopted": [
-                {"group": g.name, "idp_identifier": g.idp_identifier} for g in plan.to_adopt
-            ],
+            "removed": [{"group": g.name, "idp_identifier": g.idp_identifier} for g in plan.to_remove],
+            "adopted": [{"group": g.name, "idp_identifier": g.idp_identifier} for g in plan.to_adopt],
         },
     )
     parts = [f"added to {', '.join(added)}"] if added else []
