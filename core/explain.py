@@ -21,6 +21,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import logging
 import sys
 import time
 import urllib.parse
@@ -196,8 +197,10 @@ def _refusal(exc: TransomError) -> str:
 def rolled_back(runtime: Runtime) -> Iterator[Session]:
     """A session whose transaction is always rolled back; a commit raises."""
 
-    def refuse(_session: Session) -> None:
-        raise _CommitRefused("transom explain never commits")
+    def refuse(session: Session) -> None:
+        # Savepoints (create_user's begin_nested) release into the outer transaction: fine.
+        if session.get_nested_transaction() is None:
+            raise _CommitRefused("transom explain never commits")
 
     with runtime.db.sessions() as db:
         event.listen(db, "before_commit", refuse)
@@ -390,6 +393,8 @@ def command(
     try:
         if (id_token_file is None) == (saml_file is None):
             raise BadRequest("give exactly one of --id-token FILE or --saml-response FILE")
+        # The trace's warnings are in the report; keep stderr for errors only.
+        logging.getLogger("transom").setLevel(logging.ERROR)
         runtime = Runtime.build(obj.config)
         try:
             report = explain(
