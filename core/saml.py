@@ -558,30 +558,34 @@ class VerifiedResponse:
     payload: dict[str, Any]
 
 
-_LIBRARY_HINTS: Mapping[int, str] = {
-    OneLogin_Saml2_ValidationError.WRONG_ISSUER: "the response's Issuer does not match the configured idp_entity_id",
-    OneLogin_Saml2_ValidationError.INVALID_SIGNATURE: "the signature does not verify with the configured IdP "
-    "certificates; update idp_certificates / the IdP metadata after a certificate change",
-    OneLogin_Saml2_ValidationError.NO_SIGNED_ASSERTION: "the IdP must sign the assertion (Okta: 'Assertion "
-    "Signature: Signed'; Entra: signing option 'Sign SAML assertion' or 'Sign SAML response and assertion')",
-    OneLogin_Saml2_ValidationError.NO_SIGNED_MESSAGE: "this connector sets want_messages_signed: the IdP must "
-    "sign the whole Response as well",
-    OneLogin_Saml2_ValidationError.NO_SIGNATURE_FOUND: "the IdP must sign the assertion",
-    OneLogin_Saml2_ValidationError.WRONG_AUDIENCE: "the IdP's Audience (SP Entity ID) must be this connector's "
-    "metadata URL",
-    OneLogin_Saml2_ValidationError.WRONG_DESTINATION: "the IdP's ACS URL (Destination) must be this "
-    "connector's ACS URL",
-    OneLogin_Saml2_ValidationError.STATUS_CODE_IS_NOT_SUCCESS: "the IdP reported an error instead of a login; check "
-    "that the user is assigned to the application",
-    OneLogin_Saml2_ValidationError.ASSERTION_EXPIRED: "the assertion has expired; check the clocks of the IdP "
-    "and this server",
-    OneLogin_Saml2_ValidationError.ASSERTION_TOO_EARLY: "the assertion is not valid yet; check the clocks of the IdP "
-    "and this server",
-    OneLogin_Saml2_ValidationError.DEPRECATED_SIGNATURE_METHOD: "sign with RSA-SHA256",
-    OneLogin_Saml2_ValidationError.DEPRECATED_DIGEST_METHOD: "use the SHA-256 digest",
-    OneLogin_Saml2_ValidationError.DUPLICATED_ATTRIBUTE_NAME_FOUND: "each attribute name may appear once; send "
-    "several values in one Attribute instead",
-}
+def _library_hint(code: int, sp: SpEndpoints) -> str:
+    """What an IdP admin should change, per python3-saml validation error code."""
+    error = OneLogin_Saml2_ValidationError
+    clocks = "check the clocks of the IdP and of this server"
+    hints: Mapping[int, str] = {
+        error.WRONG_ISSUER: "the Issuer does not match the configured idp_entity_id (or the IdP metadata)",
+        error.INVALID_SIGNATURE: "the signature does not verify with the configured IdP certificates; update "
+        "idp_certificates / the IdP metadata after a certificate change",
+        error.NO_SIGNED_ASSERTION: "the IdP must sign the assertion (Okta: 'Assertion Signature: Signed'; Entra: "
+        "signing option 'Sign SAML assertion' or 'Sign SAML response and assertion')",
+        error.NO_SIGNED_MESSAGE: "this connector sets want_messages_signed: the IdP must sign the whole Response "
+        "as well",
+        error.NO_SIGNATURE_FOUND: "the IdP must sign the assertion",
+        error.WRONG_AUDIENCE: f"the IdP's Audience / SP Entity ID must be exactly {sp.entity_id}",
+        error.WRONG_DESTINATION: f"the IdP's ACS URL / Destination must be exactly {sp.acs_url}",
+        error.WRONG_SUBJECTCONFIRMATION: f"the bearer SubjectConfirmationData must name {sp.acs_url} as "
+        f"Recipient and must not have expired ({clocks})",
+        error.STATUS_CODE_IS_NOT_SUCCESS: "the IdP reported an error instead of a login; check that the user is "
+        "assigned to the application",
+        error.ASSERTION_EXPIRED: f"the assertion has expired; {clocks}",
+        error.ASSERTION_TOO_EARLY: f"the assertion is not valid yet; {clocks}",
+        error.DEPRECATED_SIGNATURE_METHOD: "the signature algorithm is not allowed: sign with RSA-SHA256",
+        error.DEPRECATED_DIGEST_METHOD: "the digest algorithm is not allowed: use SHA-256",
+        error.DUPLICATED_ATTRIBUTE_NAME_FOUND: "each attribute name may appear once; send several values in one "
+        "Attribute instead",
+        error.WRONG_NUMBER_OF_ASSERTIONS: "the response must carry exactly one assertion",
+    }
+    return hints.get(code, f"the SAML response failed validation (python3-saml code {code})")
 
 
 def verify_saml_response(runtime: Runtime, connector: Connector, saml_response: str) -> VerifiedResponse:
@@ -601,7 +605,7 @@ def verify_saml_response(runtime: Runtime, connector: Connector, saml_response: 
         log.info("SAML response refused connector=%s reason_code=%s", connector.id, exc.code)
         raise LoginRefused(
             "the identity provider's response was not accepted",
-            hint=_LIBRARY_HINTS.get(exc.code, f"the SAML response failed validation (code {exc.code})"),
+            hint=_library_hint(exc.code, sp),
         ) from None
     except Exception as exc:
         log.info("SAML response refused connector=%s error=%s", connector.id, type(exc).__name__)
@@ -614,7 +618,7 @@ def verify_saml_response(runtime: Runtime, connector: Connector, saml_response: 
         log.info("SAML response refused connector=%s reason_code=%s", connector.id, exc.code)
         raise LoginRefused(
             "the identity provider's response was not accepted",
-            hint=_LIBRARY_HINTS.get(exc.code, f"the SAML response failed validation (code {exc.code})"),
+            hint=_library_hint(exc.code, sp),
         ) from None
     except Exception as exc:
         log.info("SAML response refused connector=%s error=%s", connector.id, type(exc).__name__)

@@ -18,6 +18,7 @@ Building blocks, importable on their own:
 * :class:`SigningKey` — a key pair with a self-signed certificate;
 * :func:`build_response` — an unsigned ``samlp:Response`` element with one assertion;
 * :func:`sign` — sign one element (Response or Assertion) in place;
+* :func:`reparse` — a fresh tree to tamper with after signing;
 * :func:`encode` — base64 of the serialised document, as the HTTP-POST binding wants;
 * :func:`parse_authn_request` — read the AuthnRequest out of an HTTP-Redirect URL.
 """
@@ -288,6 +289,14 @@ def sign(
     return signature
 
 
+def reparse(root: Any) -> Any:
+    """A fresh parse of the serialised element. Nodes xmlsec creates are not interned in
+    lxml's name dictionary, so ``find()`` misses them until the tree is parsed again: do
+    this before editing a signed document."""
+    parser = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False)
+    return etree.fromstring(to_bytes(root), parser)
+
+
 def to_bytes(root: Any) -> bytes:
     return bytes(etree.tostring(root, xml_declaration=False, encoding="utf-8"))
 
@@ -415,7 +424,7 @@ class FakeSamlIdp:
             sign(assertion_of(root), key, **options)
         if sign_response:
             sign(root, key, **options)
-        return root
+        return reparse(root)
 
     def response(self, request: AuthnRequestInfo, **kwargs: Any) -> str:
         """A signed, base64-encoded answer to ``request`` (ACS, audience and InResponseTo
