@@ -3,11 +3,13 @@ provisioning rules and the changes of a rolled-back login; nothing is ever writt
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import subprocess
 import sys
 import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +22,8 @@ from oidc_support import (
     okta_connector,
     okta_org_fake,
 )
+from saml_support import acs_url, generic_attributes, generic_connector, sp_entity_id
+from saml_support import build as build_saml
 from sqlalchemy import func, select
 
 from transom import directory
@@ -27,6 +31,7 @@ from transom.explain import UNVERIFIED, VERIFIED, explain, read_id_token, read_s
 from transom.models import AuditEvent, ExternalIdentity, GroupMembership, SpaceMembership, User
 from transom.runtime import Runtime
 from transom.testing.oidc import SigningKey
+from transom.testing.saml import FakeSamlIdp, encode
 
 
 def table_counts(runtime: Runtime) -> dict[str, int]:
@@ -199,3 +204,53 @@ def test_the_dry_run_session_cannot_commit(make_runtime: Any) -> None:
     assert table_counts(runtime) == before
     with runtime.db.transaction() as db:
         assert directory.list_spaces(db, account=directory.get_account(db, name="acme")) == []
+
+
+# -- SAML ------------------------------------------------------------------------------------
+
+
+def saml_runtime(make_runtime: Any) -> tuple[Runtime, FakeSamlIdp]:
+    idp = FakeSamlIdp()
+    runtime = build_saml(make_runtime, [generic_connector(idp, allow_idp_initiated=True)])
+    setup(runtime)
+    return runtime, idp
+
+
+def test_saml_response_verified_and_dry_run(make_runtime: Any) -> None:
+    runtime, idp = saml_runtime(make_runtime)
+    root = idp.signed_response(
+        acs_url=acs_url("acme-saml"),
+        audience=sp_entity_id("acme-saml"),
+        name_id="u-1",
+        in_response_to=None,
+        attributes=generic_attributes(space_name=["Trial", "DevOps"], space_role=["Space Admin"]),
+    )
+    before = table_counts(runtime)
+    report = explain(runtime, connector_id="acme-saml", saml_response=encode(root))
+    assert table_counts(runtime) == before
+    assert report["verification"]["status"] == VERIFIED
+    assert report["received"]["name_id"] == "u-1"
+    assert report["rules"]["spaces"] == [
+        {"space": "Trial", "role": "Space Admin"},
+        {"space": "DevOps", "role": "Space Admin"},
+    ]
+    assert report["login"]["outcome"] == "would create the user"
+
+
+def test_expired_saml_response_is_unverified_but_readable_also_as_xml(make_runtime: Any) -> None:
+    runtime, idp = saml_runtime(make_runtime)
+    long_ago = datetime.now(UTC) - timedelta(hours=3)
+    root = idp.signed_response(
+        acs_url=acs_url("acme-saml"),
+        audience=sp_entity_id("acme-saml"),
+        name_id="u-1",
+        in_response_to=None,
+        now=long_ago,
+        attributes=generic_attributes(space_name=["DevOps"]),
+    )
+    xml = base64.b64decode(encode(root)).decode("utf-8")
+    report = explain(runtime, connector_id="acme-saml", saml_response=xml)
+    assert report["verification"]["status"] == UNVERIFIED
+    assert "expired" in report["verification"]["detail"]
+    assert report["received"]["attributes"]["space_name"] == ["DevOps"]
+    assert report["rules"]["spaces"] == [{"space": "DevOps", "role": "Space Member"}]

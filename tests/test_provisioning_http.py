@@ -21,12 +21,17 @@ from oidc_support import (
     okta_connector,
     okta_org_fake,
 )
+from saml_support import build as build_saml
+from saml_support import entra_attributes, generic_attributes, generic_connector, okta_attributes
+from saml_support import entra_connector as saml_entra_connector
+from saml_support import okta_connector as saml_okta_connector
 from sqlalchemy import select
 
 from transom import directory
 from transom.models import AuditEvent, SpaceMembership
 from transom.runtime import Runtime
 from transom.testing.oidc import FakeOidcIdp, finish_login, oidc_login, start_login
+from transom.testing.saml import FakeSamlIdp, saml_login
 from transom.testing.server import free_port, serve_in_thread
 from transom.web.app import create_app
 
@@ -261,3 +266,90 @@ def test_simultaneous_first_logins_over_real_http_create_one_user(make_runtime: 
             db, account=directory.get_account(db, name="acme"), email_or_user_name="ada@acme.example"
         )
         assert spaces(directory.user_json(db, user=user)) == {"Trial": "Space Admin", "DevOps": "Space Admin"}
+
+
+# -- SAML: the same rules through the ACS ---------------------------------------------------
+
+
+def saml_me(
+    runtime: Runtime, idp: Any, connector_id: str, name_id: str, attributes: dict[str, list[str]]
+) -> dict[str, Any]:
+    with client_for(runtime) as client:
+        response = saml_login(client, idp, connector_id=connector_id, name_id=name_id, attributes=attributes)
+        assert response.status_code == 303, response.text
+        me: dict[str, Any] = client.get("/api/me").json()
+        return me
+
+
+def test_new_user_via_generic_saml_multi_value_and_commas(make_runtime: Any) -> None:
+
+    idp = FakeSamlIdp()
+    runtime = build_saml(make_runtime, [generic_connector(idp)])
+    add_spaces(runtime)
+    # several AttributeValues, one of them holding commas; roles by position, one unknown
+    me = saml_me(
+        runtime,
+        idp,
+        "acme-saml",
+        "u-1",
+        generic_attributes(
+            space_name=["Trial, Sandbox", "DEVOPS", "Prod"],
+            space_role=["Space Admin,Space Admin", "Boss"],
+            timezone=["America/New_York"],
+        ),
+    )
+    assert spaces(me) == {"Trial": "Space Admin", "DevOps": "Space Member", "Prod": "Space Member"}
+    assert me["timezone"] == "America/New_York"
+
+
+@pytest.mark.parametrize("update", [True, False])
+def test_entra_saml_second_login_per_policy(make_runtime: Any, update: bool) -> None:
+
+    idp = FakeSamlIdp()
+    runtime = build_saml(make_runtime, [with_provisioning(saml_entra_connector(idp), update_profile_on_login=update)])
+    add_spaces(runtime)
+    first = saml_me(
+        runtime,
+        idp,
+        "acme-entra",
+        "ada-upn",
+        entra_attributes(space_name=["Trial", "DevOps"], space_role=["Space Developer"]),
+    )
+    assert spaces(first) == {"Trial": "Space Developer", "DevOps": "Space Developer"}
+    second = saml_me(
+        runtime,
+        idp,
+        "acme-entra",
+        "ada-upn",
+        entra_attributes(space_name=["Prod"], space_role=["Space Admin"], timezone=["Asia/Tokyo"]),
+    )
+    assert second["id"] == first["id"]
+    if update:
+        assert spaces(second) == {"Prod": "Space Admin"}
+        assert second["timezone"] == "Asia/Tokyo"
+    else:
+        assert spaces(second) == {"Trial": "Space Developer", "DevOps": "Space Developer"}
+        assert second["timezone"] is None
+
+
+def test_okta_saml_links_pending_user_by_login(make_runtime: Any) -> None:
+
+    idp = FakeSamlIdp()
+    runtime = build_saml(make_runtime, [saml_okta_connector(idp)])
+    add_spaces(runtime)
+    with runtime.db.transaction() as db:
+        account = directory.get_account(db, name="acme")
+        pending_id = directory.create_user(
+            db, account=account, user_name="Ada@Acme.Example", email=None, status="pending", actor="scim:test"
+        ).id
+    me = saml_me(
+        runtime,
+        idp,
+        "acme-okta",
+        "ada@acme.example",
+        okta_attributes(login=["ada@ACME.example"], space_name=["DevOps"], space_role=["Space Admin"]),
+    )
+    assert me["id"] == pending_id
+    assert me["status"] == "active"
+    assert spaces(me) == {"DevOps": "Space Admin"}
+    assert counts(runtime)["users"] == 1
