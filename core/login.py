@@ -138,7 +138,10 @@ def complete_sso_login(runtime: Runtime, *, connector: Connector, payload: Mappi
     claims = extract_claims(runtime, connector, payload)
     groups = resolve_groups(runtime, connector, claims, payload, trace)
     attempts = 2  # a concurrent first login of the same person loses the unique key once
+    kept_notes, kept_warnings = len(trace.notes), len(trace.warnings)
     for attempt in range(attempts):
+        # a retried transaction reports only what it did itself (no doubled notes/warnings)
+        del trace.notes[kept_notes:], trace.warnings[kept_warnings:]
         try:
             with runtime.db.transaction() as db:
                 result = _login_transaction(db, connector=connector, claims=claims, groups=groups, trace=trace)
