@@ -345,3 +345,41 @@ def test_simultaneous_first_logins_create_one_user(rt: Runtime) -> None:
     assert user_count(rt) == 1
     assert spaces_of(rt, results[0].user_id) == {"Trial": "Space Admin", "DevOps": "Space Admin"}
     assert len(events(rt, "user.created")) == 1
+
+
+def test_deprovisioned_user_is_refused_and_not_linked(rt: Runtime) -> None:
+    pending = create_pending(rt, "ada@acme.example")
+    with rt.db.transaction() as db:
+        user = db.scalars(select(User).where(User.id == pending)).one()
+        user.status = "deprovisioned"
+    with pytest.raises(LoginRefused) as info:
+        login(rt, "okta", okta_payload(space_name="Trial"))
+    assert "removed" in info.value.message
+    with rt.db.transaction() as db:
+        assert db.scalar(select(func.count()).select_from(SpaceMembership)) == 0
+        assert db.scalars(select(User.status)).one() == "deprovisioned"
+    assert events(rt, "user.linked") == []
+
+
+def test_retried_login_reports_its_warnings_once(rt: Runtime, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Simulate the PostgreSQL race deterministically: the first transaction loses on the
+    unique key; the retry must not repeat the first attempt's trace."""
+    from sqlalchemy.exc import IntegrityError
+
+    import transom.login as login_module
+
+    real = login_module._login_transaction
+    calls: list[int] = []
+
+    def flaky(db: Any, **kwargs: Any) -> LoginResult:
+        result = real(db, **kwargs)
+        calls.append(1)
+        if len(calls) == 1:
+            raise IntegrityError("INSERT", {}, Exception("duplicate key (simulated race)"))
+        return result
+
+    monkeypatch.setattr(login_module, "_login_transaction", flaky)
+    result = login(rt, "okta", okta_payload(space_name="Sandbox,Trial"))
+    assert len(calls) == 2
+    assert sum("Sandbox" in w for w in result.trace.warnings) == 1
+    assert user_count(rt) == 1
