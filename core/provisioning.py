@@ -244,6 +244,10 @@ class LoginPreview:
     account_role: AccountRoleDecision
     timezone: str | None
     warnings: list[str] = field(default_factory=list)
+    #: ids of the names the rules saw, so applying the plan needs no second lookup
+    space_ids: dict[str, str] = field(default_factory=dict)
+    #: (scope, role name) -> role id, every role of the account
+    role_ids: dict[tuple[str, str], str] = field(default_factory=dict)
 
 
 def preview_provisioning(db: Session, *, account: Account, connector: Connector, claims: Claims) -> LoginPreview:
@@ -252,24 +256,31 @@ def preview_provisioning(db: Session, *, account: Account, connector: Connector,
     wanted = {name_key(v) for v in split_values(claims.space_names) if v}
     if settings.default_space:
         wanted.add(name_key(settings.default_space))
-    known_spaces = (
-        list(db.scalars(select(Space.name).where(Space.account_id == account.id, Space.name_key.in_(wanted))))
+    # Indexed lookups: (account_id, name_key) is the spaces' unique key; roles are a handful.
+    space_rows = (
+        db.execute(select(Space.name, Space.id).where(Space.account_id == account.id, Space.name_key.in_(wanted))).all()
         if wanted
         else []
     )
-    roles = db.execute(select(Role.scope, Role.name).where(Role.account_id == account.id)).all()
+    space_ids: dict[str, str] = {name: sid for name, sid in space_rows}
+    role_ids: dict[tuple[str, str], str] = {
+        (scope, name): rid
+        for scope, name, rid in db.execute(
+            select(Role.scope, Role.name, Role.id).where(Role.account_id == account.id)
+        ).all()
+    }
     plan = plan_space_roles(
         space_values=claims.space_names,
         role_values=claims.space_roles,
-        known_spaces=known_spaces,
-        known_space_roles=[n for s, n in roles if s == ROLE_SCOPE_SPACE],
+        known_spaces=list(space_ids),
+        known_space_roles=[n for s, n in role_ids if s == ROLE_SCOPE_SPACE],
         settings=settings,
     )
     account_role = AccountRoleDecision(None)
     if settings.account_role_attribute:
         account_role = pick_account_role(
             values=claims.account_roles,
-            known_account_roles=[n for s, n in roles if s == ROLE_SCOPE_ACCOUNT],
+            known_account_roles=[n for s, n in role_ids if s == ROLE_SCOPE_ACCOUNT],
         )
     warnings = [f"{settings.space_attribute}/{settings.role_attribute}: {w}" for w in plan.warnings]
     warnings += [f"{settings.account_role_attribute}: {w}" for w in account_role.warnings]
@@ -279,7 +290,14 @@ def preview_provisioning(db: Session, *, account: Account, connector: Connector,
             f"{settings.timezone_attribute}: '{claims.timezone}' is not an IANA time zone "
             "name (e.g. Europe/London); the timezone was not changed"
         )
-    return LoginPreview(spaces=plan, account_role=account_role, timezone=timezone, warnings=warnings)
+    return LoginPreview(
+        spaces=plan,
+        account_role=account_role,
+        timezone=timezone,
+        warnings=warnings,
+        space_ids=space_ids,
+        role_ids=role_ids,
+    )
 
 
 def apply_login_provisioning(
@@ -317,7 +335,7 @@ def apply_login_provisioning(
         account=account,
         user=user,
         connector=connector,
-        plan=preview.spaces,
+        preview=preview,
         actor=actor,
         trace=trace,
     )
@@ -327,7 +345,7 @@ def apply_login_provisioning(
             account=account,
             user=user,
             connector=connector,
-            role_name=preview.account_role.role,
+            preview=preview,
             actor=actor,
         )
 
@@ -375,7 +393,7 @@ def _apply_spaces(
     account: Account,
     user: User,
     connector: Connector,
-    plan: SpacePlan,
+    preview: LoginPreview,
     actor: str,
     trace: LoginTrace,
 ) -> None:
@@ -385,19 +403,9 @@ def _apply_spaces(
     rows (granted by an admin) are never touched, even when the IdP names the same space
     with another role: the person who granted it by hand decides (docs/provisioning.md).
     """
-    names = [a.space for a in plan.assignments]
-    space_rows = (
-        db.execute(select(Space.name, Space.id).where(Space.account_id == account.id, Space.name.in_(names))).all()
-        if names
-        else []
-    )
-    space_ids: dict[str, str] = {name: sid for name, sid in space_rows}
-    role_ids: dict[str, str] = {
-        name: rid
-        for name, rid in db.execute(
-            select(Role.name, Role.id).where(Role.account_id == account.id, Role.scope == ROLE_SCOPE_SPACE)
-        ).all()
-    }
+    plan = preview.spaces
+    space_ids = preview.space_ids
+    role_ids = {name: rid for (scope, name), rid in preview.role_ids.items() if scope == ROLE_SCOPE_SPACE}
     desired = {
         space_ids[a.space]: role_ids[a.role] for a in plan.assignments if a.space in space_ids and a.role in role_ids
     }
@@ -493,20 +501,16 @@ def _apply_account_role(
     account: Account,
     user: User,
     connector: Connector,
-    role_name: str,
+    preview: LoginPreview,
     actor: str,
 ) -> None:
-    role = db.scalar(
-        select(Role).where(Role.account_id == account.id, Role.scope == ROLE_SCOPE_ACCOUNT, Role.name == role_name)
-    )
-    if role is None or user.account_role_id == role.id:
+    role_name = preview.account_role.role
+    names = {rid: name for (scope, name), rid in preview.role_ids.items() if scope == ROLE_SCOPE_ACCOUNT}
+    role_id = preview.role_ids.get((ROLE_SCOPE_ACCOUNT, role_name or ""))
+    if role_id is None or user.account_role_id == role_id:
         return
-    before = (
-        db.scalar(select(Role.name).where(Role.account_id == account.id, Role.id == user.account_role_id))
-        if user.account_role_id
-        else None
-    )
-    user.account_role_id = role.id
+    before = names.get(user.account_role_id or "")
+    user.account_role_id = role_id
     audit.record(
         db,
         account_id=account.id,
@@ -514,7 +518,7 @@ def _apply_account_role(
         action="user.account_role_changed",
         user_id=user.id,
         connector_id=connector.id,
-        details={"from": before, "to": role.name},
+        details={"from": before, "to": role_name},
     )
 
 
