@@ -151,7 +151,7 @@ def verify_saml(runtime: Runtime, connector: Connector, saml_response: str) -> t
         verified = saml.verify_saml_response(runtime, connector, saml_response)
     except TransomError as exc:
         report.update(status=UNVERIFIED, detail=f"a login would refuse this response: {_refusal(exc)}")
-        xml = saml.decode_saml_response(saml_response)
+        xml, _cleaned = saml.decode_saml_response(saml_response)
         return report, unverified_saml_payload(saml.precheck_document(xml))
     report.update(
         status=VERIFIED,
