@@ -135,6 +135,20 @@ def test_saml_login_through_the_dev_idp_lands_logged_in(live_demo: LiveDemo) -> 
     assert me["groups"] == []
 
 
+def test_one_person_over_both_protocols_is_one_user(live_demo: LiveDemo) -> None:
+    ids = []
+    for email in ("ada@demo.example", "ada@saml.demo.example"):
+        with live_demo.browser() as browser:
+            answered = _pick(browser, _to_dev_idp(browser, email).text, ADA.subject)
+            if answered.status_code == 303:  # OIDC: code on the redirect URI
+                assert browser.get(answered.headers["location"]).status_code == 303
+            else:  # SAML: auto-posted Response
+                action, fields = _auto_post_form(answered.text)
+                assert browser.post(action, data=fields).status_code == 303
+            ids.append(browser.get("/api/me").json()["id"])
+    assert ids[0] == ids[1], "the SAML login linked to the user the OIDC login created"
+
+
 def test_cancel_at_the_dev_idp_is_refused_with_a_page_and_no_session(live_demo: LiveDemo) -> None:
     with live_demo.browser() as browser:
         picker = _to_dev_idp(browser, "ada@demo.example")
