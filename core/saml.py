@@ -26,8 +26,8 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import logging
-import re
 import threading
 import time
 import urllib.parse
@@ -112,7 +112,7 @@ ALLOWED_CANONICALIZATIONS = frozenset({EXC_C14N})
 #: ds elements that make libxmlsec dereference more than the one enveloped reference
 _FORBIDDEN_DS_ELEMENTS = ("Manifest", "RetrievalMethod", "XPath", "XSLT")
 
-_WHITESPACE = re.compile(rb"\s+")
+_BASE64_BLANKS = b" \t\r\n\f\v"
 BEARER = OneLogin_Saml2_Constants.CM_BEARER
 TRANSIENT = OneLogin_Saml2_Constants.NAMEID_TRANSIENT
 
@@ -322,7 +322,7 @@ def resolve_idp(runtime: Runtime, connector: Connector) -> ResolvedIdp:
     if not certificates:
         # Never fall back to fingerprints or to the certificate inside the response.
         raise ConfigError(f"{where}: no IdP signing certificate (set idp_certificates or a metadata source)")
-    unique = tuple(dict.fromkeys(OneLogin_Saml2_Utils.format_cert(c) for c in certificates))
+    unique = tuple(dict.fromkeys(_format_cert(c) for c in certificates))
     return ResolvedIdp(
         entity_id=entity_id,
         sso_url=sso_url,
@@ -331,6 +331,13 @@ def resolve_idp(runtime: Runtime, connector: Connector) -> ResolvedIdp:
         want_messages_signed=idp.want_messages_signed,
         name_id_format=idp.name_id_format,
     )
+
+
+@functools.lru_cache(maxsize=256)
+def _format_cert(certificate: str) -> str:
+    """PEM normalisation is textwrap-heavy (~0.5 ms); certificates rarely change."""
+    formatted: str = OneLogin_Saml2_Utils.format_cert(certificate)
+    return formatted
 
 
 def settings_dict(sp: SpEndpoints, idp: ResolvedIdp | None, *, name_id_format: str | None) -> dict[str, Any]:
@@ -382,9 +389,16 @@ def settings_dict(sp: SpEndpoints, idp: ResolvedIdp | None, *, name_id_format: s
 def _settings(runtime: Runtime, connector: Connector, idp: ResolvedIdp) -> OneLogin_Saml2_Settings:
     sp = sp_endpoints(runtime, connector.id)
     try:
-        return OneLogin_Saml2_Settings(settings_dict(sp, idp, name_id_format=idp.name_id_format))
+        return _built_settings(sp, idp)
     except Exception as exc:
         raise ConfigError(f"connector '{connector.id}': invalid SAML settings: {exc}") from exc
+
+
+@functools.lru_cache(maxsize=256)
+def _built_settings(sp: SpEndpoints, idp: ResolvedIdp) -> OneLogin_Saml2_Settings:
+    """Settings objects are only read while validating, so one per (SP, IdP) pair is shared;
+    a certificate or metadata change yields a new ``ResolvedIdp`` and so a new entry."""
+    return OneLogin_Saml2_Settings(settings_dict(sp, idp, name_id_format=idp.name_id_format))
 
 
 def sp_metadata_xml(runtime: Runtime, connector: Connector) -> str:
@@ -463,16 +477,17 @@ def parse_acs_form(body: bytes, content_type: str) -> AcsForm:
     return AcsForm(saml_response=responses[0], relay_state=relay_state)
 
 
-def decode_saml_response(value: str) -> bytes:
-    """Strict base64 (whitespace tolerated: some IdPs wrap lines)."""
-    raw = _WHITESPACE.sub(b"", value.encode("ascii", errors="replace"))
+def decode_saml_response(value: str) -> tuple[bytes, str]:
+    """Strict base64 (line breaks and blanks tolerated: some IdPs wrap lines). Returns the
+    XML and the cleaned base64 text (what python3-saml is handed)."""
+    raw = value.encode("ascii", errors="replace").translate(None, _BASE64_BLANKS)
     try:
         xml = base64.b64decode(raw, validate=True)
     except (binascii.Error, ValueError) as exc:
         raise BadRequest("the SAML response is not valid base64") from exc
     if not xml:
         raise BadRequest("the SAML response is empty")
-    return xml
+    return xml, raw.decode("ascii")
 
 
 # -- checks before xmlsec -------------------------------------------------------------------
@@ -595,9 +610,8 @@ def verify_saml_response(runtime: Runtime, connector: Connector, saml_response: 
     idp = resolve_idp(runtime, connector)
     settings = _settings(runtime, connector, idp)
     sp = sp_endpoints(runtime, connector.id)
-    xml = decode_saml_response(saml_response)
+    xml, cleaned = decode_saml_response(saml_response)
     root = precheck_document(xml)
-    cleaned = base64.b64encode(xml).decode("ascii")
     try:
         response = OneLogin_Saml2_Response(settings, cleaned)
         response.is_valid(_request_data(sp.acs_url), request_id=None, raise_exceptions=True)
