@@ -259,13 +259,15 @@ def test_state_from_another_browser_is_refused(make_runtime: Any) -> None:
     with client_for(runtime) as victim:
         location = start_login(victim, "acme-okta")
         params = fake.authorize(location, okta_claims())
-    with client_for(runtime) as attacker:  # no binding cookie
-        response = finish_login(attacker, params)
-    assert_refused(runtime, response)
-    with client_for(runtime) as attacker:  # someone else's binding cookie
-        attacker.cookies.set(BINDING_COOKIE, secrets.token_urlsafe(32), path="/api/accounts")
-        response = finish_login(attacker, params)
-    assert_refused(runtime, response)
+        with client_for(runtime) as attacker:  # no binding cookie
+            response = finish_login(attacker, params)
+        assert_refused(runtime, response)
+        with client_for(runtime) as attacker:  # someone else's binding cookie
+            attacker.cookies.set(BINDING_COOKIE, secrets.token_urlsafe(32), path="/api/accounts")
+            response = finish_login(attacker, params)
+        assert_refused(runtime, response)
+        # the refused attempts did not burn the state: the browser that started can finish
+        assert finish_login(victim, params).status_code == 303
 
 
 def test_missing_state_is_refused(make_runtime: Any) -> None:
