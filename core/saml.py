@@ -38,6 +38,7 @@ from os.path import dirname, join
 from pathlib import Path
 from typing import Any
 
+from cryptography import x509
 from lxml import etree
 from onelogin.saml2 import xml_utils as _onelogin_xml_utils
 from onelogin.saml2.authn_request import OneLogin_Saml2_Authn_Request
@@ -119,6 +120,8 @@ TRANSIENT = OneLogin_Saml2_Constants.NAMEID_TRANSIENT
 
 # -- the schema-cache patch (performance-notes §2) ------------------------------------------
 
+#: python3-saml's own validator, kept for the equivalence test and the benchmark
+STOCK_VALIDATE_XML = OneLogin_Saml2_XML.validate_xml
 _schema_local = threading.local()
 _patch_lock = threading.Lock()
 _patched = False
@@ -323,6 +326,7 @@ def resolve_idp(runtime: Runtime, connector: Connector) -> ResolvedIdp:
         # Never fall back to fingerprints or to the certificate inside the response.
         raise ConfigError(f"{where}: no IdP signing certificate (set idp_certificates or a metadata source)")
     unique = tuple(dict.fromkeys(_format_cert(c) for c in certificates))
+    _warn_expired_certificates(connector, unique)
     return ResolvedIdp(
         entity_id=entity_id,
         sso_url=sso_url,
@@ -331,6 +335,32 @@ def resolve_idp(runtime: Runtime, connector: Connector) -> ResolvedIdp:
         want_messages_signed=idp.want_messages_signed,
         name_id_format=idp.name_id_format,
     )
+
+
+_warned_expired: set[tuple[str, str]] = set()
+
+
+@functools.lru_cache(maxsize=256)
+def _not_valid_after(certificate: str) -> datetime | None:
+    try:
+        return x509.load_pem_x509_certificate(certificate.encode("ascii")).not_valid_after_utc
+    except Exception:
+        return None
+
+
+def _warn_expired_certificates(connector: Connector, certificates: Sequence[str]) -> None:
+    """An expired IdP certificate still verifies (the key is pinned, not the validity): say
+    so loudly, once per process, so the operator rolls it over (docs/saml.md)."""
+    now = datetime.now(UTC)
+    for certificate in certificates:
+        expires = _not_valid_after(certificate)
+        if expires is None or expires > now:
+            continue
+        key = (connector.id, certificate[-80:])
+        if key not in _warned_expired:
+            _warned_expired.add(key)
+            log.warning("connector=%s: an IdP signing certificate expired on %s; add the IdP's new "
+                        "certificate (idp_certificates or metadata)", connector.id, expires.date().isoformat())
 
 
 @functools.lru_cache(maxsize=256)

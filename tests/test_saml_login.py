@@ -437,3 +437,42 @@ def test_sp_metadata_is_accepted_by_pysaml2(make_runtime: Any) -> None:
             assert [s["location"] for s in services] == [acs_url(cid)]
             sp = store[entity]["spsso_descriptor"][0]
             assert sp["want_assertions_signed"] == "true"
+
+
+def test_expired_idp_certificate_still_verifies_but_is_logged(make_runtime: Any,
+                                                                 caplog: pytest.LogCaptureFixture) -> None:
+    """SAML-41 policy (docs/saml.md): the pinned key keeps working, the operator is warned."""
+    from datetime import UTC, datetime, timedelta
+
+    now = datetime.now(UTC)
+    expired = SigningKey.generate("Old IdP", not_valid_before=now - timedelta(days=400),
+                                  not_valid_after=now - timedelta(days=1))
+    idp = FakeSamlIdp(key=expired)
+    runtime = build(make_runtime, [generic_connector(idp)])
+    caplog.set_level(logging.WARNING, logger="transom.saml")
+    with app_client(runtime) as client:
+        response = saml_login(client, idp, connector_id="acme-saml", name_id="u-1", attributes=generic_attributes())
+        assert response.status_code == 303
+    assert any("certificate expired" in r.getMessage() and "acme-saml" in r.getMessage() for r in caplog.records)
+
+
+def test_schema_cache_patch_matches_the_stock_validator() -> None:
+    """performance-notes §2: the cached validator returns what python3-saml's own would."""
+    from lxml import etree
+    from onelogin.saml2.xml_utils import OneLogin_Saml2_XML
+
+    from transom import saml
+
+    stock = saml.STOCK_VALIDATE_XML
+    assert OneLogin_Saml2_XML.validate_xml is not stock
+    idp = FakeSamlIdp()
+    good = etree.tostring(idp.signed_response(acs_url="https://sp.example/acs", audience="https://sp.example",
+                                              name_id="u", in_response_to="ONELOGIN_x"))
+    bad = good.replace(b"saml:Issuer", b"saml:Issuerx")
+    schema = "saml-schema-protocol-2.0.xsd"
+    for document in (good, bad, b"<not-closed", b"<!DOCTYPE x [<!ENTITY a 'b'>]><x>&a;</x>"):
+        expected = stock(document, schema)
+        actual = OneLogin_Saml2_XML.validate_xml(document, schema)
+        assert isinstance(expected, str) == isinstance(actual, str)
+        if isinstance(expected, str):
+            assert expected == actual
