@@ -113,6 +113,7 @@ ALLOWED_CANONICALIZATIONS = frozenset({EXC_C14N})
 #: ds elements that make libxmlsec dereference more than the one enveloped reference
 _FORBIDDEN_DS_ELEMENTS = ("Manifest", "RetrievalMethod", "XPath", "XSLT")
 
+_LOOPBACK = frozenset({"localhost", "127.0.0.1", "::1"})
 _BASE64_BLANKS = b" \t\r\n\f\v"
 BEARER = OneLogin_Saml2_Constants.CM_BEARER
 TRANSIENT = OneLogin_Saml2_Constants.NAMEID_TRANSIENT
@@ -267,6 +268,11 @@ def _read_file_capped(path: Path, connector: Connector) -> bytes:
 
 
 def _fetch_metadata(runtime: Runtime, url: str, connector: Connector) -> bytes:
+    # Metadata carries the keys we trust: fetch it over https (loopback excepted for demos
+    # and tests), never over plain http on a network.
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme != "https" and not (parts.scheme == "http" and parts.hostname in _LOOPBACK):
+        raise ConfigError(f"connector '{connector.id}': idp_metadata_url must be an https URL")
     unreachable = UpstreamError(
         "the identity provider's metadata could not be loaded; try again later",
         hint=f"connector '{connector.id}': check idp_metadata_url (it must answer 200 with XML "

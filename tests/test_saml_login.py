@@ -476,3 +476,18 @@ def test_schema_cache_patch_matches_the_stock_validator() -> None:
         assert isinstance(expected, str) == isinstance(actual, str)
         if isinstance(expected, str):
             assert expected == actual
+
+
+def test_idp_metadata_url_must_be_https(make_runtime: Any) -> None:
+    import httpx
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        raise AssertionError("plain-http metadata must not be fetched")
+
+    connector = {"id": "acme-saml", "type": "generic_saml", "account": "acme",
+                 "settings": {"idp_metadata_url": "http://idp.example.test/metadata.xml"}}
+    runtime = build(make_runtime, [connector], http=httpx.Client(transport=httpx.MockTransport(handler)))
+    with app_client(runtime) as client:
+        response = client.get("/api/accounts/login/acme-saml", headers={"accept": "application/json"})
+        assert response.status_code == 500
+        assert "https" in response.json()["detail"]
