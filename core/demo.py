@@ -9,7 +9,10 @@ What it sets up (docs/demo.md):
 * connector ``demo-okta``: the real ``okta`` type over OIDC, pointed at the dev IdP's
   Okta-style custom authorization server; ``@demo.example`` emails go there;
 * connector ``demo-saml``: the real ``generic_saml`` type, pinned to the dev IdP's entity ID,
-  SSO URL and (freshly generated) certificate; ``@saml.demo.example`` emails go there.
+  SSO URL and (freshly generated) certificate; ``@saml.demo.example`` emails go there;
+* account ``contoso`` with connector ``contoso-entra``: the real ``azure_ad`` type (button
+  "Sign in with Azure"), its ``authority`` pointed at the dev IdP's Entra-shaped v2
+  endpoints for one tenant GUID; ``@contoso.example`` emails go there.
 """
 
 from __future__ import annotations
@@ -31,9 +34,10 @@ from starlette.middleware.base import RequestResponseEndpoint
 from transom import directory
 from transom.config import Config, parse_config
 from transom.devidp import DevIdp, OidcClient, SamlServiceProvider, SigningKey, build_router
-from transom.devidp.people import DEMO_PEOPLE, GROUP_DEVOPS, GROUP_TRIAL_ADMINS
+from transom.devidp.people import DEMO_PEOPLE, GROUP_DEVOPS, GROUP_TRIAL_ADMINS, entra_object_id
 from transom.errors import NotFound
 from transom.migrate import upgrade
+from transom.models import Account
 from transom.runtime import Runtime
 from transom.security import hash_password
 from transom.web.app import create_app
@@ -54,6 +58,17 @@ SAML_CONNECTOR = "demo-saml"
 OKTA_DOMAIN = "demo.example"
 SAML_DOMAIN = "saml.demo.example"
 OKTA_CLIENT_ID = "transom-demo"
+
+#: a second organisation, signing in through Entra ID: ids are GUIDs there
+ENTRA_ACCOUNT = "contoso"
+ENTRA_CONNECTOR = "contoso-entra"
+ENTRA_DOMAIN = "contoso.example"
+ENTRA_TENANT_ID = entra_object_id("demo tenant")
+ENTRA_CLIENT_ID = entra_object_id("demo app registration")
+ENTRA_GROUPS: dict[str, str | None] = {
+    "Engineering": entra_object_id(GROUP_DEVOPS),
+    "Trial Admins": entra_object_id(GROUP_TRIAL_ADMINS),
+}
 
 
 @dataclass(frozen=True)
@@ -77,7 +92,9 @@ def _sp_urls(base_url: str, connector_id: str) -> tuple[str, str]:
     )
 
 
-def demo_config(*, base_url: str, database_url: str, idp: DevIdp, okta_client_secret: str) -> Config:
+def demo_config(
+    *, base_url: str, database_url: str, idp: DevIdp, okta_client_secret: str, entra_client_secret: str
+) -> Config:
     """The config ``transom demo`` runs with, built in memory (nothing to edit or leak)."""
     raw: dict[str, Any] = {
         "server": {
@@ -113,27 +130,47 @@ def demo_config(*, base_url: str, database_url: str, idp: DevIdp, okta_client_se
                     "groups_attribute": "groups",
                 },
             },
+            {
+                # no name: the login button shows the azure_ad type's default, "Sign in with Azure"
+                "id": ENTRA_CONNECTOR,
+                "type": "azure_ad",
+                "account": ENTRA_ACCOUNT,
+                "email_domains": [ENTRA_DOMAIN],
+                "settings": {
+                    "tenant_id": ENTRA_TENANT_ID,
+                    "client_id": ENTRA_CLIENT_ID,
+                    "client_secret": entra_client_secret,
+                    "authority": idp.entra_authority,
+                },
+            },
         ],
     }
     return parse_config(raw)
 
 
-def seed_demo_account(db: Session, *, owner_password: str) -> None:
-    """Create what is missing of the demo account; leave what exists (re-runs keep users
-    and their memberships). The owner's password is reset to ``owner_password``."""
+def _seed_account(db: Session, *, name: str, groups: dict[str, str | None]) -> Account:
+    """Create what is missing of an account, its spaces and groups; leave what exists."""
     try:
-        account = directory.get_account(db, name=ACCOUNT)
+        account = directory.get_account(db, name=name)
     except NotFound:
-        account = directory.create_account(db, name=ACCOUNT)
+        account = directory.create_account(db, name=name)
     existing_spaces = {s.name for s in directory.list_spaces(db, account=account)}
     for space in SPACES:
         if space not in existing_spaces:
             directory.create_space(db, account=account, name=space)
-    for name, idp_id in GROUPS.items():
+    for group_name, idp_id in groups.items():
         try:
-            directory.get_group(db, account=account, name=name)
+            directory.get_group(db, account=account, name=group_name)
         except NotFound:
-            directory.create_group(db, account=account, name=name, idp_identifier=idp_id)
+            directory.create_group(db, account=account, name=group_name, idp_identifier=idp_id)
+    return account
+
+
+def seed_demo_account(db: Session, *, owner_password: str) -> None:
+    """Create what is missing of the demo accounts; leave what exists (re-runs keep users
+    and their memberships). The owner's password is reset to ``owner_password``."""
+    account = _seed_account(db, name=ACCOUNT, groups=GROUPS)
+    _seed_account(db, name=ENTRA_ACCOUNT, groups=ENTRA_GROUPS)
     owner = directory.find_user(db, account=account, email_or_user_name=OWNER_EMAIL)
     if owner is None:
         owner = directory.create_user(
@@ -164,6 +201,8 @@ def build_demo(*, base_url: str, database_url: str) -> DemoSite:
     """Keys, dev IdP, config, migrations, seed data and the app: the demo, ready to serve."""
     base_url = base_url.rstrip("/")
     okta_client_secret = secrets.token_urlsafe(32)
+    entra_client_secret = secrets.token_urlsafe(32)
+    callback = f"{base_url}/api/accounts/idp-callback"
     saml_entity_id, saml_acs = _sp_urls(base_url, SAML_CONNECTOR)
     idp = DevIdp(
         base_url=base_url,
@@ -172,8 +211,15 @@ def build_demo(*, base_url: str, database_url: str) -> DemoSite:
             OidcClient(
                 client_id=OKTA_CLIENT_ID,
                 client_secret=okta_client_secret,
-                redirect_uris=(f"{base_url}/api/accounts/idp-callback",),
+                redirect_uris=(callback,),
                 label=f"Transom (connector {OKTA_CONNECTOR})",
+            ),
+            OidcClient(
+                client_id=ENTRA_CLIENT_ID,
+                client_secret=entra_client_secret,
+                redirect_uris=(callback,),
+                label=f"Transom (connector {ENTRA_CONNECTOR}, tenant {ENTRA_TENANT_ID})",
+                flavor="entra",
             ),
         ),
         saml_service_providers=(
@@ -181,9 +227,12 @@ def build_demo(*, base_url: str, database_url: str) -> DemoSite:
                 entity_id=saml_entity_id, acs_url=saml_acs, label=f"Transom (connector {SAML_CONNECTOR})"
             ),
         ),
+        entra_tenant_id=ENTRA_TENANT_ID,
+        entra_email_domain=ENTRA_DOMAIN,
     )
     config = demo_config(
-        base_url=base_url, database_url=database_url, idp=idp, okta_client_secret=okta_client_secret
+        base_url=base_url, database_url=database_url, idp=idp, okta_client_secret=okta_client_secret,
+        entra_client_secret=entra_client_secret,
     )
     runtime = Runtime.build(config)
     upgrade(runtime.db.engine)
@@ -219,7 +268,10 @@ Transom demo: {site.base_url}/login
      with the spaces, roles and groups the login gave you; GET {site.base_url}/api/me shows the JSON.
   3. Sign out and enter an @{SAML_DOMAIN} email: the same over SAML 2.0 (connector {SAML_CONNECTOR},
      generic_saml: no group sync for generic SAML IdPs).
-  4. Password login: {OWNER_EMAIL} in account "{ACCOUNT}", password {site.owner_password}
+  4. Enter an @{ENTRA_DOMAIN} email (or press "Sign in with Azure"): the real azure_ad type against the
+     development IdP's Entra-shaped endpoints, into a second account, "{ENTRA_ACCOUNT}"; users are keyed on
+     tid + oid and groups arrive as object-id GUIDs (mapped to Engineering and Trial Admins there).
+  5. Password login: {OWNER_EMAIL} in account "{ACCOUNT}", password {site.owner_password}
      (new each run; use "Sign in with a password" on the login page).
 
   Demo people at the development IdP ({site.base_url}/dev-idp):

@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from transom.demo import ACCOUNT, OWNER_EMAIL, DemoSite, build_demo
+from transom.demo import ACCOUNT, ENTRA_ACCOUNT, ENTRA_TENANT_ID, OWNER_EMAIL, DemoSite, build_demo
 from transom.testing.server import free_port, serve_in_thread
 
 pytestmark = pytest.mark.browser
@@ -113,7 +113,7 @@ def _me(driver: Any, base_url: str) -> dict[str, Any]:
     return me
 
 
-def _sign_in_at_dev_idp(driver: Any, *, expected_path: str, timezone: str) -> None:
+def _sign_in_at_dev_idp(driver: Any, *, expected_path: str, timezone: str, email: str = "ada@demo.example") -> None:
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support import expected_conditions as ec
 
@@ -123,7 +123,7 @@ def _sign_in_at_dev_idp(driver: Any, *, expected_path: str, timezone: str) -> No
     field = driver.find_element(By.ID, "timezone-1")  # Ada is the first person
     field.clear()
     field.send_keys(timezone)
-    driver.find_element(By.ID, "sign-in-as-ada@demo.example").click()
+    driver.find_element(By.ID, f"sign-in-as-{email}").click()
 
 
 def _assert_landed_home(driver: Any, base_url: str) -> None:
@@ -156,6 +156,22 @@ def test_saml_login_in_chromium(driver: Any, demo: tuple[DemoSite, str]) -> None
     me = _me(driver, base_url)
     assert (me["account"], me["email"], me["timezone"]) == (ACCOUNT, "ada@demo.example", "Pacific/Auckland")
     assert me["spaces"] == [{"space": "DevOps", "role": "Space Developer"}, {"space": "Trial", "role": "Space Admin"}]
+
+
+def test_entra_login_from_the_azure_button_in_chromium(driver: Any, demo: tuple[DemoSite, str]) -> None:
+    from selenium.webdriver.common.by import By
+
+    _site, base_url = demo
+    driver.get(f"{base_url}/login")
+    button = driver.find_element(By.ID, "sso-contoso-entra")
+    assert button.text == "Sign in with Azure"
+    button.click()
+    _sign_in_at_dev_idp(driver, expected_path=f"/dev-idp/entra/{ENTRA_TENANT_ID}/oauth2/v2.0/authorize",
+                        timezone="Europe/Berlin", email="ada@contoso.example")
+    _assert_landed_home(driver, base_url)
+    me = _me(driver, base_url)
+    assert (me["account"], me["email"], me["timezone"]) == (ENTRA_ACCOUNT, "ada@contoso.example", "Europe/Berlin")
+    assert [g["name"] for g in me["groups"]] == ["Engineering", "Trial Admins"]
 
 
 def test_password_login_and_sign_out_in_chromium(driver: Any, demo: tuple[DemoSite, str]) -> None:

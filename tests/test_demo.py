@@ -20,9 +20,24 @@ from sqlalchemy import select
 
 from transom import directory
 from transom.cli import main
-from transom.demo import ACCOUNT, OKTA_CLIENT_ID, OWNER_EMAIL, DemoSite, build_demo
-from transom.devidp.people import DEMO_PEOPLE, GROUP_DEVOPS, GROUP_EVERYONE, GROUP_TRIAL_ADMINS
-from transom.models import Group
+from transom.demo import (
+    ACCOUNT,
+    ENTRA_ACCOUNT,
+    ENTRA_TENANT_ID,
+    OKTA_CLIENT_ID,
+    OWNER_EMAIL,
+    DemoSite,
+    build_demo,
+)
+from transom.devidp.people import (
+    DEMO_PEOPLE,
+    GROUP_DEVOPS,
+    GROUP_EVERYONE,
+    GROUP_TRIAL_ADMINS,
+    as_entra_person,
+    entra_object_id,
+)
+from transom.models import ExternalIdentity, Group
 from transom.oidc import new_pkce_verifier, pkce_challenge
 from transom.testing.server import free_port, serve_in_thread
 
@@ -133,6 +148,45 @@ def test_saml_login_through_the_dev_idp_lands_logged_in(live_demo: LiveDemo) -> 
     assert me["spaces"] == [{"space": "DevOps", "role": "Space Admin"}]
     # generic SAML IdPs do not sync groups (product rule): the groups attribute changes nothing
     assert me["groups"] == []
+
+
+def test_entra_login_through_the_dev_idp_keys_on_tid_oid_and_maps_group_guids(live_demo: LiveDemo) -> None:
+    with live_demo.browser() as browser:
+        page = browser.get("/login")
+        assert re.search(r'id="sso-contoso-entra" href="[^"]+">Sign in with Azure</a>', page.text)
+        picker = _to_dev_idp(browser, "ada@contoso.example")
+        assert urlsplit(str(picker.request.url)).path == (
+            f"/dev-idp/entra/{ENTRA_TENANT_ID}/oauth2/v2.0/authorize"
+        )
+        entra_ada = as_entra_person(ADA, email_domain="contoso.example")
+        assert entra_ada.email in picker.text
+        answered = _pick(browser, picker.text, entra_ada.subject, groups=", ".join(entra_ada.groups))
+        assert answered.status_code == 303
+        assert browser.get(answered.headers["location"]).status_code == 303
+        me = browser.get("/api/me").json()
+    assert (me["account"], me["email"]) == (ENTRA_ACCOUNT, "ada@contoso.example")
+    assert me["user_name"] == "ada@contoso.example"  # the UPN (preferred_username)
+    assert [(g["name"], g["idp_identifier"]) for g in me["groups"]] == [
+        ("Engineering", entra_object_id(GROUP_DEVOPS)), ("Trial Admins", entra_object_id(GROUP_TRIAL_ADMINS)),
+    ]
+    with live_demo.site.runtime.db.transaction() as db:
+        identity = db.scalar(select(ExternalIdentity).where(ExternalIdentity.connector_id == "contoso-entra"))
+        assert identity is not None
+        assert identity.subject == f"{ENTRA_TENANT_ID}:{entra_ada.subject}"
+
+
+def test_entra_discovery_matches_what_the_azure_ad_connector_derives(live_demo: LiveDemo) -> None:
+    provider = live_demo.site.runtime.plugins.oidc_provider(live_demo.site.runtime.connector("contoso-entra"))
+    tenant = f"/dev-idp/entra/{ENTRA_TENANT_ID}"
+    with live_demo.browser() as browser:
+        discovery = browser.get(f"{tenant}/v2.0/.well-known/openid-configuration").json()
+        # the Okta client is not registered at the Entra endpoints
+        foreign = browser.get(f"{tenant}/oauth2/v2.0/authorize", params={"client_id": OKTA_CLIENT_ID})
+    assert discovery["issuer"] in provider.issuers
+    assert discovery["authorization_endpoint"] == provider.authorization_endpoint
+    assert discovery["token_endpoint"] == provider.token_endpoint
+    assert discovery["jwks_uri"] == provider.jwks_uri
+    assert foreign.status_code == 400
 
 
 def test_one_person_over_both_protocols_is_one_user(live_demo: LiveDemo) -> None:

@@ -17,8 +17,8 @@ from typing import Any
 
 from jose import jwt
 
-from transom.devidp.idp import ID_TOKEN_TTL_SECONDS, DevIdp, IssuedCode, OidcClient, PendingOidc
-from transom.devidp.people import DemoPerson
+from transom.devidp.idp import ID_TOKEN_TTL_SECONDS, DevIdp, IssuedCode, OidcClient, OidcFlavor, PendingOidc
+from transom.devidp.people import DEMO_PEOPLE, DemoPerson, as_entra_person
 
 _PKCE_VERIFIER = re.compile(r"^[A-Za-z0-9\-._~]{43,128}$")
 _MAX_PARAM_CHARS = 2000
@@ -45,17 +45,31 @@ class TokenError(Exception):
         self.status = status
 
 
-def discovery_document(idp: DevIdp) -> dict[str, Any]:
-    issuer = idp.issuer
+def endpoints(idp: DevIdp, flavor: OidcFlavor) -> dict[str, str]:
+    """Okta custom authorization server: ``{issuer}/v1/...``. Entra:
+    ``{authority}/{tid}/oauth2/v2.0/...`` and ``{authority}/{tid}/discovery/v2.0/keys``."""
+    if flavor == "entra":
+        tenant_base = f"{idp.entra_authority}/{idp.entra_tenant_id}"
+        return {
+            "authorization_endpoint": f"{tenant_base}/oauth2/v2.0/authorize",
+            "token_endpoint": f"{tenant_base}/oauth2/v2.0/token",
+            "jwks_uri": f"{tenant_base}/discovery/v2.0/keys",
+        }
     return {
-        "issuer": issuer,
-        "authorization_endpoint": f"{issuer}/v1/authorize",
-        "token_endpoint": f"{issuer}/v1/token",
-        "jwks_uri": f"{issuer}/v1/keys",
+        "authorization_endpoint": f"{idp.issuer}/v1/authorize",
+        "token_endpoint": f"{idp.issuer}/v1/token",
+        "jwks_uri": f"{idp.issuer}/v1/keys",
+    }
+
+
+def discovery_document(idp: DevIdp, flavor: OidcFlavor = "okta") -> dict[str, Any]:
+    return {
+        "issuer": idp.issuer_for(flavor),
+        **endpoints(idp, flavor),
         "response_types_supported": ["code"],
         "response_modes_supported": ["query", "form_post"],
         "grant_types_supported": ["authorization_code"],
-        "subject_types_supported": ["public"],
+        "subject_types_supported": ["pairwise" if flavor == "entra" else "public"],
         "id_token_signing_alg_values_supported": ["RS256"],
         "scopes_supported": ["openid", "profile", "email", "groups"],
         "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
@@ -63,7 +77,7 @@ def discovery_document(idp: DevIdp) -> dict[str, Any]:
         "claims_supported": [
             "iss", "sub", "aud", "iat", "exp", "auth_time", "nonce", "email", "email_verified",
             "name", "given_name", "family_name", "preferred_username", "zoneinfo", "groups",
-            "space_name", "space_role", "timezone",
+            "space_name", "space_role", "timezone", "tid", "oid", "ver",
         ],
     }
 
@@ -72,13 +86,15 @@ def jwks(idp: DevIdp) -> dict[str, Any]:
     return {"keys": [idp.key.public_jwk]}
 
 
-def parse_authorize_request(idp: DevIdp, params: Mapping[str, str]) -> PendingOidc:
+def parse_authorize_request(
+    idp: DevIdp, params: Mapping[str, str], *, flavor: OidcFlavor = "okta"
+) -> PendingOidc:
     """Validate an authorization request; client and redirect URI first, because until they
     are known good an error must not be sent anywhere."""
     if any(len(v) > _MAX_PARAM_CHARS for v in params.values()):
         raise AuthorizeError("invalid_request", "a parameter is too long", redirectable=False)
     client = idp.oidc_clients.get(params.get("client_id", ""))
-    if client is None:
+    if client is None or client.flavor != flavor:
         raise AuthorizeError("unauthorized_client", "unknown client_id", redirectable=False)
     redirect_uri = params.get("redirect_uri", "")
     if redirect_uri not in client.redirect_uris:
@@ -107,29 +123,44 @@ def parse_authorize_request(idp: DevIdp, params: Mapping[str, str]) -> PendingOi
         code_challenge=challenge,
         scope=" ".join(scopes),
         response_mode=response_mode,
+        people=(
+            tuple(as_entra_person(p, email_domain=idp.entra_email_domain) for p in DEMO_PEOPLE)
+            if flavor == "entra" else DEMO_PEOPLE
+        ),
     )
 
 
 def id_token_claims(idp: DevIdp, pending: PendingOidc, person: DemoPerson) -> dict[str, object]:
-    """What an Okta custom authorization server puts in an id_token with profile, email and
-    a groups claim, plus the custom claims the product reads (space_name, space_role,
-    timezone). Times are set when the token is signed."""
+    """What the real IdP puts in an id_token, plus the custom claims the product reads
+    (space_name, space_role, timezone). Times are set when the token is signed.
+
+    Okta (custom authorization server, profile + email + a groups claim): ``sub`` is the
+    user id. Entra (v2): ``tid`` + ``oid`` name the user, ``sub`` is pairwise per app,
+    ``preferred_username`` is the UPN, ``groups`` holds object-id GUIDs."""
+    flavor = pending.client.flavor
     claims: dict[str, object] = {
-        "iss": idp.issuer,
+        "iss": idp.issuer_for(flavor),
         "aud": pending.client.client_id,
-        "sub": person.subject,
         "email": person.email,
-        "email_verified": True,
         "name": person.display_name,
         "given_name": person.given_name,
         "family_name": person.family_name,
         "preferred_username": person.email,
-        "zoneinfo": person.timezone,
         "groups": list(person.groups),
         "space_name": person.space_name,
         "space_role": person.space_role,
         "timezone": person.timezone,
     }
+    if flavor == "entra":
+        pairwise = hashlib.sha256(f"{person.subject}:{pending.client.client_id}".encode()).digest()
+        claims.update({
+            "ver": "2.0",
+            "tid": idp.entra_tenant_id,
+            "oid": person.subject,
+            "sub": base64.urlsafe_b64encode(pairwise).rstrip(b"=").decode("ascii"),
+        })
+    else:
+        claims.update({"sub": person.subject, "email_verified": True, "zoneinfo": person.timezone})
     if pending.nonce is not None:
         claims["nonce"] = pending.nonce
     return claims
@@ -189,9 +220,13 @@ def _pkce_matches(verifier: str, challenge: str) -> bool:
     return hmac.compare_digest(computed, challenge)
 
 
-def exchange_code(idp: DevIdp, *, authorization: str | None, form: Mapping[str, str]) -> dict[str, Any]:
+def exchange_code(
+    idp: DevIdp, *, authorization: str | None, form: Mapping[str, str], flavor: OidcFlavor = "okta"
+) -> dict[str, Any]:
     """The token endpoint: authenticate the client, then spend the code exactly once."""
     client = _authenticate(idp, client_credentials(authorization, form))
+    if client.flavor != flavor:
+        raise TokenError("invalid_client", "this client is not registered at this endpoint", status=401)
     if form.get("grant_type") != "authorization_code":
         raise TokenError("unsupported_grant_type", "only authorization_code")
     issued = idp.codes.take(form.get("code", ""))

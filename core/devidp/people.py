@@ -6,6 +6,7 @@ so a newcomer can watch how Transom's provisioning rules react to what an IdP se
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass, replace
 
 #: caps on what the picker form accepts: it is a demo, but bad input still gets a clear 400
@@ -89,5 +90,26 @@ DEMO_PEOPLE: tuple[DemoPerson, ...] = (
 )
 
 
-def find_person(subject: str) -> DemoPerson | None:
-    return next((p for p in DEMO_PEOPLE if p.subject == subject), None)
+#: fixed namespace so the Entra-style GUIDs are the same on every run (and in the docs)
+_ENTRA_NAMESPACE = uuid.UUID("6f1c7a52-3d0e-4d7e-9a43-1b2f0c9d8e71")
+
+
+def entra_object_id(value: str) -> str:
+    """A stable GUID for a person or group, as Entra names every directory object."""
+    return str(uuid.uuid5(_ENTRA_NAMESPACE, value))
+
+
+def as_entra_person(person: DemoPerson, *, email_domain: str) -> DemoPerson:
+    """How the same person looks in an Entra tenant: object-id GUIDs as subject and group ids
+    (Entra sends group object ids, never names), the tenant's own email domain."""
+    local = person.email.partition("@")[0]
+    return replace(
+        person,
+        subject=entra_object_id(person.subject),
+        email=f"{local}@{email_domain}",
+        groups=tuple(entra_object_id(g) for g in person.groups),
+    )
+
+
+def find_person(subject: str, people: tuple[DemoPerson, ...] = DEMO_PEOPLE) -> DemoPerson | None:
+    return next((p for p in people if p.subject == subject), None)

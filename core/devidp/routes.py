@@ -17,12 +17,14 @@ from fastapi.responses import JSONResponse, RedirectResponse, Response
 
 from transom.devidp import oidc
 from transom.devidp.idp import (
+    ENTRA_AUTHORITY_PATH,
     OIDC_ISSUER_PATH,
     PREFIX,
     SAML_METADATA_PATH,
     SAML_SSO_PATH,
     SIGN_IN_PATH,
     DevIdp,
+    OidcFlavor,
     PendingOidc,
     PendingSaml,
 )
@@ -44,7 +46,7 @@ def _picker(request: Request, idp: DevIdp, key: str, pending: PendingOidc | Pend
     return templates.TemplateResponse(
         request,
         "devidp_pick.html",
-        {"people": DEMO_PEOPLE, "request_key": key, "protocol": protocol, "who": who,
+        {"people": pending.people, "request_key": key, "protocol": protocol, "who": who,
          "action": SIGN_IN_PATH, "max_chars": MAX_FIELD_CHARS},
         headers=_NO_STORE,
     )
@@ -63,50 +65,24 @@ def build_router(idp: DevIdp) -> APIRouter:
     def overview(request: Request) -> Response:
         return templates.TemplateResponse(request, "devidp_overview.html", {"idp": idp, "people": DEMO_PEOPLE})
 
-    # -- OIDC (Okta custom authorization server layout) ----------------------------------
+    # -- OIDC: an Okta custom authorization server, and (when a tenant is set) Entra v2 --
 
-    @router.get(f"{OIDC_ISSUER_PATH}/.well-known/openid-configuration")
-    def openid_configuration() -> dict[str, Any]:
-        return oidc.discovery_document(idp)
-
-    @router.get(f"{OIDC_ISSUER_PATH}/v1/keys")
-    def keys() -> dict[str, Any]:
-        return oidc.jwks(idp)
-
-    @router.get(f"{OIDC_ISSUER_PATH}/v1/authorize")
-    def authorize(request: Request) -> Response:
-        params = dict(request.query_params)
-        try:
-            pending = oidc.parse_authorize_request(idp, params)
-        except oidc.AuthorizeError as exc:
-            log.info("dev idp: authorization request refused: %s", exc.error)
-            if not exc.redirectable:
-                raise BadRequest(
-                    f"the development IdP refused the sign-in request: {exc.description}",
-                    hint="the connector's client_id and the callback URL must be the demo's",
-                ) from None
-            query = {"error": exc.error, "error_description": exc.description}
-            if params.get("state"):
-                query["state"] = params["state"]
-            return RedirectResponse(f"{params['redirect_uri']}?{urlencode(query)}", status_code=303)
-        return _picker(request, idp, idp.pending.put(pending), pending)
-
-    @router.post(f"{OIDC_ISSUER_PATH}/v1/token")
-    async def token(request: Request) -> Response:
-        try:
-            raw_form = await request.form()
-            form = {k: v for k, v in raw_form.items() if isinstance(v, str)}
-            body = oidc.exchange_code(idp, authorization=request.headers.get("authorization"), form=form)
-        except oidc.TokenError as exc:
-            log.info("dev idp: token request refused: %s", exc.error)
-            headers = dict(_NO_STORE)
-            if exc.status == 401:
-                headers["WWW-Authenticate"] = 'Basic realm="dev-idp"'
-            return JSONResponse(
-                {"error": exc.error, "error_description": exc.description}, status_code=exc.status,
-                headers=headers,
-            )
-        return JSONResponse(body, headers=_NO_STORE)
+    okta_paths = {
+        "discovery": f"{OIDC_ISSUER_PATH}/.well-known/openid-configuration",
+        "keys": f"{OIDC_ISSUER_PATH}/v1/keys",
+        "authorize": f"{OIDC_ISSUER_PATH}/v1/authorize",
+        "token": f"{OIDC_ISSUER_PATH}/v1/token",
+    }
+    _add_oidc_routes(router, idp, "okta", okta_paths)
+    if idp.entra_tenant_id is not None:
+        tenant = f"{ENTRA_AUTHORITY_PATH}/{idp.entra_tenant_id}"
+        entra_paths = {
+            "discovery": f"{tenant}/v2.0/.well-known/openid-configuration",
+            "keys": f"{tenant}/discovery/v2.0/keys",
+            "authorize": f"{tenant}/oauth2/v2.0/authorize",
+            "token": f"{tenant}/oauth2/v2.0/token",
+        }
+        _add_oidc_routes(router, idp, "entra", entra_paths)
 
     # -- SAML 2.0 --------------------------------------------------------------------------
 
@@ -154,7 +130,7 @@ def build_router(idp: DevIdp) -> APIRouter:
             )
         if cancel is not None:
             return _cancelled(request, pending)
-        person = find_person(subject)
+        person = find_person(subject, pending.people)
         if person is None:
             raise BadRequest("unknown demo person")
         try:
@@ -175,20 +151,69 @@ def build_router(idp: DevIdp) -> APIRouter:
             fields["RelayState"] = pending.relay_state
         return _auto_post(request, action=pending.sp.acs_url, fields=fields, what="SAML response")
 
-    def _cancelled(request: Request, pending: PendingOidc | PendingSaml) -> Response:
-        if isinstance(pending, PendingOidc):
-            return _oidc_answer(
-                request, pending,
-                {"error": "access_denied", "error_description": "the user cancelled at the development IdP"},
-            )
-        return RedirectResponse("/login", status_code=303)
-
-    def _oidc_answer(request: Request, pending: PendingOidc, fields: dict[str, str]) -> Response:
-        if pending.state is not None:
-            fields = {**fields, "state": pending.state}
-        if pending.response_mode == "form_post":
-            return _auto_post(request, action=pending.redirect_uri, fields=fields, what="sign-in result")
-        separator = "&" if "?" in pending.redirect_uri else "?"
-        return RedirectResponse(f"{pending.redirect_uri}{separator}{urlencode(fields)}", status_code=303)
-
     return router
+
+
+def _add_oidc_routes(router: APIRouter, idp: DevIdp, flavor: OidcFlavor, paths: dict[str, str]) -> None:
+    @router.get(paths["discovery"])
+    def openid_configuration() -> dict[str, Any]:
+        return oidc.discovery_document(idp, flavor)
+
+    @router.get(paths["keys"])
+    def keys() -> dict[str, Any]:
+        return oidc.jwks(idp)
+
+    @router.get(paths["authorize"])
+    def authorize(request: Request) -> Response:
+        params = dict(request.query_params)
+        try:
+            pending = oidc.parse_authorize_request(idp, params, flavor=flavor)
+        except oidc.AuthorizeError as exc:
+            log.info("dev idp: authorization request refused: %s", exc.error)
+            if not exc.redirectable:
+                raise BadRequest(
+                    f"the development IdP refused the sign-in request: {exc.description}",
+                    hint="the connector's client_id and the callback URL must be the demo's",
+                ) from None
+            query = {"error": exc.error, "error_description": exc.description}
+            if params.get("state"):
+                query["state"] = params["state"]
+            return RedirectResponse(f"{params['redirect_uri']}?{urlencode(query)}", status_code=303)
+        return _picker(request, idp, idp.pending.put(pending), pending)
+
+    @router.post(paths["token"])
+    async def token(request: Request) -> Response:
+        try:
+            raw_form = await request.form()
+            form = {k: v for k, v in raw_form.items() if isinstance(v, str)}
+            body = oidc.exchange_code(
+                idp, authorization=request.headers.get("authorization"), form=form, flavor=flavor
+            )
+        except oidc.TokenError as exc:
+            log.info("dev idp: token request refused: %s", exc.error)
+            headers = dict(_NO_STORE)
+            if exc.status == 401:
+                headers["WWW-Authenticate"] = 'Basic realm="dev-idp"'
+            return JSONResponse(
+                {"error": exc.error, "error_description": exc.description}, status_code=exc.status,
+                headers=headers,
+            )
+        return JSONResponse(body, headers=_NO_STORE)
+
+
+def _cancelled(request: Request, pending: PendingOidc | PendingSaml) -> Response:
+    if isinstance(pending, PendingOidc):
+        return _oidc_answer(
+            request, pending,
+            {"error": "access_denied", "error_description": "the user cancelled at the development IdP"},
+        )
+    return RedirectResponse("/login", status_code=303)
+
+
+def _oidc_answer(request: Request, pending: PendingOidc, fields: dict[str, str]) -> Response:
+    if pending.state is not None:
+        fields = {**fields, "state": pending.state}
+    if pending.response_mode == "form_post":
+        return _auto_post(request, action=pending.redirect_uri, fields=fields, what="sign-in result")
+    separator = "&" if "?" in pending.redirect_uri else "?"
+    return RedirectResponse(f"{pending.redirect_uri}{separator}{urlencode(fields)}", status_code=303)
