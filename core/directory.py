@@ -236,7 +236,7 @@ def group_members(session: Session, *, account: Account, group: Group) -> list[t
         .where(GroupMembership.account_id == account.id, GroupMembership.group_id == group.id)
         .order_by(User.user_name_key)
     )
-    return [(u, s) for u, s in rows.tuples()]
+    return [(u, s) for u, s in rows]
 
 
 # -- users ------------------------------------------------------------------------------

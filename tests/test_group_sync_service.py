@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from pydantic import BaseModel
 from sqlalchemy import select
+
 from transom import directory
 from transom.connector import GROUP_SYNC, Claims, Connector, ConnectorType, GroupsClaim
 from transom.errors import Forbidden, UpstreamError
@@ -358,3 +359,13 @@ def test_sync_user_groups_returns_plan_and_writes_nothing_when_unchanged(rt: Run
         assert not plan.changed and plan.unmatched_ids == ("x",)
         assert not db.new and not db.dirty and not db.deleted
     assert len(sync_events(rt)) == 1
+
+
+def test_long_claims_are_read_in_slices(rt: Runtime, monkeypatch: pytest.MonkeyPatch) -> None:
+    import transom.groups
+
+    monkeypatch.setattr(transom.groups, "IN_LIST_SLICE", 2)  # SQLite path; PostgreSQL sends one array
+    login(rt, ["x1", GUID_A, "x2", GUID_B, "x3", GUID_C, "x4"])
+    assert memberships(rt) == {"Alpha": "idp", "Beta": "idp", "Gamma": "idp"}
+    login(rt, ["x1", "x2", GUID_C, "x3"])
+    assert memberships(rt) == {"Gamma": "idp"}
