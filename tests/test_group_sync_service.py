@@ -369,3 +369,17 @@ def test_long_claims_are_read_in_slices(rt: Runtime, monkeypatch: pytest.MonkeyP
     assert memberships(rt) == {"Alpha": "idp", "Beta": "idp", "Gamma": "idp"}
     login(rt, ["x1", "x2", GUID_C, "x3"])
     assert memberships(rt) == {"Gamma": "idp"}
+
+
+def test_concurrent_logins_of_one_user_converge(rt: Runtime) -> None:
+    """Two browsers finishing the same user's login at once: both logins succeed (the loser
+    of a duplicate membership insert retries the whole transaction) and the rows are right."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    login(rt, [])  # the user exists; the race is about memberships only
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        results = list(pool.map(lambda _: login(rt, [GUID_A, GUID_B]), range(6)))
+    assert all(r.user_id == results[0].user_id for r in results)
+    assert memberships(rt) == {"Alpha": "idp", "Beta": "idp"}
+    with rt.db.transaction() as db:
+        assert len(list(db.scalars(select(GroupMembership)))) == 2
