@@ -90,6 +90,8 @@ class User(Base):
         UniqueConstraint("account_id", "user_name_key"),
         Index(None, "account_id", "email_key"),
         Index(None, "account_id", "external_id"),
+        # lets "account_id = ? AND id IN (SCIM filter subquery)" seek instead of scanning the account
+        Index(None, "account_id", "id"),
         CheckConstraint("status in ('active', 'pending', 'deprovisioned')", name="status"),
     )
 
@@ -131,7 +133,8 @@ class ScimValue(Base):
     __tablename__ = "scim_values"
     __table_args__ = (
         Index(None, "account_id", "attribute", "sub_attribute", "value"),
-        Index(None, "user_id"),
+        # the other terms of a value filter look up the same entry of the same user
+        Index(None, "user_id", "attribute", "entry", "sub_attribute", "value"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)

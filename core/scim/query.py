@@ -15,7 +15,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import ColumnElement, and_, exists, false, not_, or_, select, true
-from sqlalchemy.orm import aliased
 
 from transom.directory import user_name_key
 from transom.models import USER_DEPROVISIONED, ScimValue, User
@@ -25,6 +24,8 @@ from transom.scim.resource import normalise
 from transom.scim.schema import USER_SCHEMA, Attr, lookup, split_urn
 
 _ORDERING = frozenset({"gt", "ge", "lt", "le"})
+#: Core aliases of this table are much cheaper to build than ORM ``aliased()`` entities
+_VALUES = ScimValue.__table__
 
 
 @dataclass(frozen=True)
@@ -95,11 +96,14 @@ class _Compiler:
             target = resolve(expr.path)
             if target.attr is None or target.attr.type != "complex" or "." in split_urn(expr.path)[1]:
                 raise InvalidFilter(f"'{expr.path}[…]' needs a complex attribute")
-            row = aliased(ScimValue)
+            row = _VALUES.alias()
             inner = self.compile(expr.filter, target.attr, row)
-            return exists(select(row.id).where(
-                row.account_id == self.account_id, row.user_id == User.id,
-                row.attribute == target.attr.key, inner,
+            # Drive the search from the index: one equality of the entry filter (preferably on
+            # "value") narrows the candidate rows before the other terms are checked.
+            driver = _driver(expr.filter, target.attr)
+            narrowing = [] if driver is None else [row.c.sub_attribute == driver[0], row.c.value == driver[1]]
+            return User.id.in_(select(row.c.user_id).where(
+                row.c.account_id == self.account_id, row.c.attribute == target.attr.key, *narrowing, inner,
             ))
         target = resolve(expr.path, parent)
         if target.column is not None:
@@ -148,17 +152,15 @@ class _Compiler:
         attr = target.attr
         assert attr is not None
         leaf = target.sub or attr
-        row = aliased(ScimValue)
-        scope = [row.account_id == self.account_id, row.attribute == attr.key,
-                 row.sub_attribute == (leaf.name.lower() if target.sub else "")]
+        row = _VALUES.alias()
+        scope = [row.c.account_id == self.account_id, row.c.attribute == attr.key,
+                 row.c.sub_attribute == (leaf.name.lower() if target.sub else "")]
         if entry is not None:
-            scope += [row.user_id == entry.user_id, row.entry == entry.entry]
-        else:
-            scope.append(row.user_id == User.id)
+            scope += [row.c.user_id == entry.c.user_id, row.c.entry == entry.c.entry]
         if isinstance(expr, Present):
-            return exists(select(row.id).where(*scope))
+            return self._matching(entry, row, scope, None)
         if expr.value is None:  # "eq null" is "not present"
-            present = exists(select(row.id).where(*scope))
+            present = self._matching(entry, row, scope, None)
             return not_(present) if expr.op == "eq" else present
         if leaf.type == "boolean":
             if expr.op not in ("eq", "ne"):
@@ -169,8 +171,42 @@ class _Compiler:
                 raise InvalidFilter(f"{leaf.name} is not a boolean")
             value = normalise(leaf, expr.value)
         if expr.op == "ne":
-            return not_(exists(select(row.id).where(*scope, row.value == value)))
-        return exists(select(row.id).where(*scope, _string_compare(row.value, expr.op, value)))
+            return not_(self._matching(entry, row, scope, row.c.value == value))
+        return self._matching(entry, row, scope, _string_compare(row.c.value, expr.op, value))
+
+    def _matching(self, entry: Any, row: Any, scope: list[Any], condition: Any) -> ColumnElement[bool]:
+        """Inside a value filter: EXISTS on the same entry. Outside: ``users.id IN`` the
+        index rows that match, so the (account, attribute, sub-attribute, value) index drives
+        the lookup instead of a scan of every user."""
+        where = [*scope, condition] if condition is not None else scope
+        if entry is not None:
+            return exists(select(row.c.id).where(*where))
+        return User.id.in_(select(row.c.user_id).where(*where))
+
+
+def _driver(expr: Expr, attr: Attr) -> tuple[str, str] | None:
+    """An ``eq`` term that every match of ``expr`` satisfies, as (sub-attribute, value)."""
+    terms: list[Expr] = []
+
+    def flatten(node: Expr) -> None:
+        if isinstance(node, And):
+            flatten(node.left)
+            flatten(node.right)
+        else:
+            terms.append(node)
+
+    flatten(expr)
+    candidates = []
+    for term in terms:
+        if isinstance(term, Compare) and term.op == "eq" and term.value is not None:
+            sub = attr.sub_attr(term.path)
+            if sub is None or (sub.type == "boolean") != isinstance(term.value, bool):
+                continue
+            candidates.append((sub.name.lower() != "value", sub.name.lower(), normalise(sub, term.value)))
+    if not candidates:
+        return None
+    _, sub_name, value = min(candidates)
+    return sub_name, value
 
 
 def _string_compare(col: Any, op: str, value: str) -> ColumnElement[bool]:

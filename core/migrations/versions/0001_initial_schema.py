@@ -135,6 +135,7 @@ def upgrade() -> None:
     with op.batch_alter_table('users', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_users_account_id_email_key'), ['account_id', 'email_key'], unique=False)
         batch_op.create_index(batch_op.f('ix_users_account_id_external_id'), ['account_id', 'external_id'], unique=False)
+        batch_op.create_index(batch_op.f('ix_users_account_id_id'), ['account_id', 'id'], unique=False)
 
     op.create_table('external_identities',
     sa.Column('id', sa.String(length=32), nullable=False),
@@ -176,7 +177,7 @@ def upgrade() -> None:
     )
     with op.batch_alter_table('scim_values', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_scim_values_account_id_attribute_sub_attribute_value'), ['account_id', 'attribute', 'sub_attribute', 'value'], unique=False)
-        batch_op.create_index(batch_op.f('ix_scim_values_user_id'), ['user_id'], unique=False)
+        batch_op.create_index(batch_op.f('ix_scim_values_user_id_attribute_entry_sub_attribute_value'), ['user_id', 'attribute', 'entry', 'sub_attribute', 'value'], unique=False)
 
     op.create_table('space_memberships',
     sa.Column('account_id', sa.String(length=32), nullable=False),
@@ -209,7 +210,7 @@ def downgrade() -> None:
     op.drop_table('web_sessions')
     op.drop_table('space_memberships')
     with op.batch_alter_table('scim_values', schema=None) as batch_op:
-        batch_op.drop_index(batch_op.f('ix_scim_values_user_id'))
+        batch_op.drop_index(batch_op.f('ix_scim_values_user_id_attribute_entry_sub_attribute_value'))
         batch_op.drop_index(batch_op.f('ix_scim_values_account_id_attribute_sub_attribute_value'))
 
     op.drop_table('scim_values')
@@ -220,6 +221,7 @@ def downgrade() -> None:
     op.drop_table('group_memberships')
     op.drop_table('external_identities')
     with op.batch_alter_table('users', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_users_account_id_id'))
         batch_op.drop_index(batch_op.f('ix_users_account_id_external_id'))
         batch_op.drop_index(batch_op.f('ix_users_account_id_email_key'))
 
