@@ -14,9 +14,9 @@ from __future__ import annotations
 
 import zoneinfo
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy import Table, delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -83,7 +83,7 @@ def create_user(db: Session, caller: Caller, body: dict[str, Any]) -> User:
     user.external_id = clean.external_id
     user.scim_attributes = clean.attributes
     user.timezone = profile["timezone"]
-    _write_index(db, user)
+    _write_index(db, user, fresh=True)
     return user
 
 
@@ -195,16 +195,20 @@ def _valid_timezone(value: Any) -> str | None:
     return value
 
 
-def _write_index(db: Session, user: User) -> None:
+def _write_index(db: Session, user: User, *, fresh: bool = False) -> None:
+    """Rewrite the user's rows in ``scim_values`` (Core statements: the ORM's bulk paths
+    cost more than the SQL itself here)."""
     from transom.scim.resource import index_rows
 
-    db.execute(delete(ScimValue).where(ScimValue.account_id == user.account_id, ScimValue.user_id == user.id))
+    table = cast(Table, ScimValue.__table__)
+    if not fresh:
+        db.execute(table.delete().where(table.c.account_id == user.account_id, table.c.user_id == user.id))
     rows = [
         {"account_id": user.account_id, "user_id": user.id, "attribute": a, "entry": e, "sub_attribute": s, "value": v}
         for a, e, s, v in index_rows(user.scim_attributes or {})
     ]
     if rows:
-        db.execute(insert(ScimValue), rows)
+        db.execute(table.insert(), rows)
 
 
 # -- queries ----------------------------------------------------------------------------
