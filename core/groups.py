@@ -269,7 +269,8 @@ def sync_user_groups(
         return plan
     who = {"account_id": account_id, "user_id": user_id}
     if plan.to_add:
-        rows = [{**who, "group_id": g.group_id, "source": SOURCE_IDP} for g in plan.to_add]
+        # in key order: the primary-key B-tree takes sorted inserts a little faster
+        rows = [{**who, "group_id": gid, "source": SOURCE_IDP} for gid in sorted(g.group_id for g in plan.to_add)]
         db.execute(_INSERT, rows)
     if plan.to_remove:
         db.execute(_DELETE, {**who, "group_ids": [g.group_id for g in plan.to_remove]})
