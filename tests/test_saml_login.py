@@ -491,3 +491,27 @@ def test_idp_metadata_url_must_be_https(make_runtime: Any) -> None:
         response = client.get("/api/accounts/login/acme-saml", headers={"accept": "application/json"})
         assert response.status_code == 500
         assert "https" in response.json()["detail"]
+
+
+def test_library_settings_are_the_safe_ones() -> None:
+    """checklist §1.2 / SAML-43: strict always; assertion signatures, modern algorithms,
+    a NameID and unique attribute names required; keys pinned (never a fingerprint)."""
+    from transom import saml
+
+    sp = saml.SpEndpoints(entity_id="https://t.example/m", acs_url="https://t.example/acs",
+                          metadata_url="https://t.example/m")
+    for want_messages_signed in (False, True):
+        idp = saml.ResolvedIdp(entity_id="https://idp.example", sso_url="https://idp.example/sso",
+                               certificates=("CERT",), allow_idp_initiated=False,
+                               want_messages_signed=want_messages_signed, name_id_format=None)
+        settings = saml.settings_dict(sp, idp, name_id_format=None)
+        security = settings["security"]
+        assert settings["strict"] is True and settings["debug"] is False
+        assert security["wantAssertionsSigned"] is True
+        assert security["wantMessagesSigned"] is want_messages_signed
+        assert security["rejectDeprecatedAlgorithm"] is True
+        assert security["wantNameId"] is True and security["allowRepeatAttributeName"] is False
+        assert security["signatureAlgorithm"].endswith("rsa-sha256")
+        assert security["digestAlgorithm"].endswith("sha256")
+        assert "certFingerprint" not in settings["idp"]
+        assert settings["idp"]["x509certMulti"] == {"signing": ["CERT"]}
