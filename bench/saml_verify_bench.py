@@ -7,8 +7,12 @@ with a signed assertion. Runs once with python3-saml's stock ``validate_xml`` (r
 XSD set per call) and once with Transom's schema cache (performance-notes §2). Prints median
 and p95 per validation and validations per second on one core.
 
+With ``--logins N`` it also runs N whole SP-initiated logins through the real app
+(``TestClient``: start route, ACS, replay cache, login state, user upsert, session) on a
+SQLite file and prints their median/p95.
+
     python bench/saml_verify_bench.py
-    python bench/saml_verify_bench.py --runs 3000
+    python bench/saml_verify_bench.py --runs 3000 --logins 300
 """
 
 from __future__ import annotations
@@ -50,6 +54,7 @@ def report(name: str, samples: list[float]) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--runs", type=int, default=1500)
+    parser.add_argument("--logins", type=int, default=0)
     args = parser.parse_args()
 
     idp = FakeSamlIdp()
@@ -82,7 +87,33 @@ def main() -> None:
             report(f"verify {name} ({label})", measure(
                 lambda body=body: saml.verify_saml_response(runtime, connector, body), args.runs))
     OneLogin_Saml2_XML.validate_xml = cached_validate_xml  # type: ignore[method-assign]
+    if args.logins:
+        bench_logins(runtime, idp, attributes, args.logins)
     runtime.close()
+
+
+def bench_logins(runtime: Runtime, idp: FakeSamlIdp, attributes: dict[str, list[str]], count: int) -> None:
+    from starlette.testclient import TestClient
+
+    from transom import directory
+    from transom.migrate import upgrade
+    from transom.testing.saml import saml_login
+    from transom.web.app import create_app
+
+    upgrade(runtime.db.engine)
+    with runtime.db.transaction() as db:
+        directory.create_account(db, name="acme")
+    samples: list[float] = []
+    with TestClient(create_app(runtime), base_url="https://transom.bench", follow_redirects=False) as client:
+        for i in range(count):
+            client.cookies.clear()
+            started = time.perf_counter()
+            user = f"u{i % 64}"
+            response = saml_login(client, idp, connector_id="bench", name_id=user,
+                                  attributes={**attributes, "mail": [f"{user}@acme.example"]})
+            samples.append(time.perf_counter() - started)
+            assert response.status_code == 303, response.text
+    report("whole login incl. fake-IdP signing", samples)
 
 
 if __name__ == "__main__":

@@ -808,3 +808,19 @@ def test_html_refusal_page_for_browsers(env: Env) -> None:
     assert response.headers["content-type"].startswith("text/html")
     assert "allow_idp_initiated" in response.text
     assert "Traceback" not in response.text
+
+
+def test_forged_signed_info_in_extensions_is_refused(env: Env) -> None:
+    """SAML-49 regression (ruby-saml CVE-2024-45409 pattern): a second, forged Signature with
+    the digest of the evil assertion hidden in Extensions next to a legitimately signed one."""
+    request = env.start()
+    root = env.signed(request)
+    assertion = assertion_of(root)
+    forged = copy.deepcopy(direct_signature(assertion))
+    forged.find(f"{DS}SignedInfo/{DS}Reference/{DS}DigestValue").text = base64.b64encode(b"\0" * 32).decode()
+    extensions = etree.Element(f"{SAMLP}Extensions")
+    extensions.append(forged)
+    root.find(f"{SAML}Issuer").addnext(extensions)
+    name_id_of(assertion).text = EVIL
+    env.refused(env.post(root))
+    assert_no_evil_identity(env.runtime)
