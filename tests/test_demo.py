@@ -284,6 +284,28 @@ def test_token_endpoint_checks_pkce_client_and_single_use(live_demo: LiveDemo) -
         assert reused.json()["error"] == "invalid_grant"
 
 
+def test_form_post_response_mode_answers_with_a_self_submitting_form(live_demo: LiveDemo) -> None:
+    with live_demo.browser() as browser:
+        picker = _authorize(browser, live_demo.base_url, verifier=new_pkce_verifier(), response_mode="form_post")
+        answered = _pick(browser, picker.text, ADA.subject)
+    assert answered.status_code == 200
+    action, fields = _auto_post_form(answered.text)
+    assert action == f"{live_demo.base_url}/api/accounts/idp-callback"
+    assert set(fields) == {"code", "state"}
+    assert fields["state"] == "s1"
+
+
+def test_oversized_or_unknown_picker_input_is_a_400_and_keeps_nothing(live_demo: LiveDemo) -> None:
+    with live_demo.browser() as browser:
+        picker = _to_dev_idp(browser, "ada@demo.example")
+        too_long = _pick(browser, picker.text, ADA.subject, groups="g," * 400)
+        assert too_long.status_code == 400
+        nobody = _pick(browser, _to_dev_idp(browser, "ada@demo.example").text, "00u-nobody")
+        assert nobody.status_code == 400
+        assert "unknown demo person" in nobody.text
+        assert browser.get("/api/me").status_code == 401
+
+
 def test_discovery_and_jwks_match_the_okta_custom_authorization_server_layout(live_demo: LiveDemo) -> None:
     issuer = f"{live_demo.base_url}/dev-idp/oauth2/default"
     with live_demo.browser() as browser:
