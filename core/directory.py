@@ -263,9 +263,13 @@ def create_user(
     account_role: str | None = None,
     actor: str = "cli",
     connector_id: str | None = None,
+    external_id: str | None = None,
+    scim_attributes: dict[str, Any] | None = None,
+    timezone: str | None = None,
 ) -> User:
     """Create a user; a second user with the same user name (case-insensitively) in the
-    account is a Conflict, also when both creates race (the unique key decides)."""
+    account is a Conflict, also when both creates race (the unique key decides).
+    ``external_id``/``scim_attributes`` are SCIM's (set in the same INSERT)."""
     user_name = user_name.strip()
     if not user_name or len(user_name) > 320:
         raise BadRequest("user name must be 1-320 characters")
@@ -282,6 +286,9 @@ def create_user(
         status=status,
         password_hash=hash_password(password) if password else None,
         account_role_id=role.id,
+        external_id=external_id,
+        scim_attributes=scim_attributes,
+        timezone=timezone,
     )
     try:
         with session.begin_nested():

@@ -76,13 +76,11 @@ def create_user(db: Session, caller: Caller, body: dict[str, Any]) -> User:
             db, account=caller.account, user_name=clean.user_name, email=profile["email"],
             status=USER_DEPROVISIONED if clean.active is False else USER_PENDING,
             display_name=profile["display_name"], given_name=profile["given_name"],
-            family_name=profile["family_name"], actor=caller.actor,
+            family_name=profile["family_name"], actor=caller.actor, external_id=clean.external_id,
+            scim_attributes=clean.attributes, timezone=profile["timezone"],
         )
     except Conflict:
         raise Uniqueness(f"userName '{clean.user_name[:100]}' is already in use in this account") from None
-    user.external_id = clean.external_id
-    user.scim_attributes = clean.attributes
-    user.timezone = profile["timezone"]
     _write_index(db, user, fresh=True)
     return user
 
