@@ -98,7 +98,7 @@ class AppTokenCache:
 TOKENS = AppTokenCache()
 
 
-def _upstream(what: str, response: httpx.Response) -> UpstreamError:
+def _upstream(what: str, response: httpx.Response, *, advice: str | None = None) -> UpstreamError:
     """Name Graph's/Entra's error code (``Authorization_RequestDenied``, ``invalid_client``)
     but never echo the body: it may quote request values."""
     code = ""
@@ -112,7 +112,8 @@ def _upstream(what: str, response: httpx.Response) -> UpstreamError:
                 code = err[:80]
     except ValueError:
         pass
-    return UpstreamError(f"{what} answered HTTP {response.status_code}" + (f" ({code})" if code else ""))
+    message = f"{what} answered HTTP {response.status_code}" + (f" ({code})" if code else "")
+    return UpstreamError(message + (f"; {advice}" if advice else ""))
 
 
 def request_app_token(creds: GraphCredentials, http: httpx.Client) -> tuple[str, float]:
@@ -157,9 +158,7 @@ def transitive_group_ids(
     """Every group the user belongs to, directly or through nesting, as Graph ids."""
     if not _GUID.match(object_id):
         raise UpstreamError("the user's object id is not a GUID; cannot ask Microsoft Graph")
-    url: str | None = (
-        f"{creds.graph_url}/v1.0/users/{object_id}/transitiveMemberOf?$select=id&$top={PAGE_SIZE}"
-    )
+    url: str | None = f"{creds.graph_url}/v1.0/users/{object_id}/transitiveMemberOf?$select=id&$top={PAGE_SIZE}"
     token = tokens.get(creds, http)
     retried = False
     ids: list[str] = []
@@ -173,6 +172,12 @@ def transitive_group_ids(
             tokens.forget(creds)
             token = tokens.get(creds, http)
             continue
+        if response.status_code == 403:
+            raise _upstream(
+                "Microsoft Graph",
+                response,
+                advice="grant the app the application permission GroupMember.Read.All (admin consent)",
+            )
         if response.status_code != 200:
             raise _upstream("Microsoft Graph", response)
         try:
