@@ -217,9 +217,8 @@ def list_users(db: Session, caller: Caller, *, flt: Expr | None, start_index: in
     condition = [User.account_id == caller.account.id]
     if flt is not None:
         condition.append(compile_filter(flt, account_id=caller.account.id))
-    total = db.scalar(select(func.count()).select_from(User).where(*condition)) or 0
-    if count == 0 or start_index > total:
-        return total, []
+    if count == 0:
+        return _count(db, condition), []
     order: list[Any] = []
     if sort_by:
         column = SORTABLE.get(sort_by.lower().removeprefix(USER_SCHEMA.lower() + ":"))
@@ -229,8 +228,14 @@ def list_users(db: Session, caller: Caller, *, flt: Expr | None, start_index: in
                                "meta.lastModified")
         order.append(column.desc() if descending else column.asc())
     order += [User.created_at, User.id]
-    users = db.scalars(select(User).where(*condition).order_by(*order).offset(start_index - 1).limit(count))
-    return total, list(users)
+    users = list(db.scalars(select(User).where(*condition).order_by(*order).offset(start_index - 1).limit(count)))
+    if start_index == 1 and len(users) < count:
+        return len(users), users  # the whole result is on this page: no COUNT query needed
+    return _count(db, condition), users
+
+
+def _count(db: Session, condition: list[Any]) -> int:
+    return db.scalar(select(func.count()).select_from(User).where(*condition)) or 0
 
 
 __all__ = ["Caller", "attributes"]
