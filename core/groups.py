@@ -29,7 +29,7 @@ from sqlalchemy import (
     delete,
     insert,
     select,
-    union,
+    union_all,
     update,
 )
 from sqlalchemy.dialects import postgresql
@@ -171,7 +171,9 @@ _CURRENT = (
 
 
 def _named_or_current(ids_match: ColumnElement[bool]) -> CompoundSelect[Any]:
-    return union(
+    # UNION ALL: a group both named and current comes back twice with the same row and
+    # read_mapped_groups keys by id anyway, which is cheaper than making SQLite sort to dedupe.
+    return union_all(
         select(*_COLUMNS)
         .select_from(
             _GROUPS.outerjoin(
@@ -217,7 +219,7 @@ def read_mapped_groups(
     db: Session, *, account_id: str, user_id: str, idp_group_ids: Iterable[str]
 ) -> list[MappedGroup]:
     """One statement (per slice of 5,000 ids): the mapped groups whose identifier the claim
-    names, with the user's membership if any, UNION the mapped groups the user is in now."""
+    names, with the user's membership if any, UNION ALL the mapped groups the user is in now."""
     ids = list(dict.fromkeys(canonical_group_id(i) for i in idp_group_ids))
     if db.get_bind().dialect.name == "postgresql":
         named, slice_size = _NAMED_OR_CURRENT_ANY, max(len(ids), 1)
