@@ -3,6 +3,7 @@ one-line message on bad input."""
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import sys
@@ -71,7 +72,23 @@ def handle_errors(func: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
-@click.group()
+class _LazyGroup(click.Group):
+    """Imports the heavy commands (demo: a whole IdP; explain: both protocol stacks) only
+    when they run, so everyday commands start fast."""
+
+    lazy = {"demo": "transom.demo", "explain": "transom.explain"}
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted([*super().list_commands(ctx), *self.lazy])
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name in self.lazy:
+            command: click.Command = importlib.import_module(self.lazy[cmd_name]).command
+            return command
+        return super().get_command(ctx, cmd_name)
+
+
+@click.group(cls=_LazyGroup)
 @click.option("--config", "config_path", envvar="TRANSOM_CONFIG", default=None,
               help="TOML config file (default ./transom.toml)")
 @click.pass_context
@@ -349,21 +366,6 @@ def serve(ctx: Ctx, host: str, port: int, workers: int) -> None:
     uvicorn.run("transom.web.asgi:create", factory=True, host=host, port=port, workers=workers,
                 log_level=config.server.log_level.lower())
 
-
-def _register_optional_commands() -> None:
-    import importlib
-
-    for name in ("transom.demo", "transom.explain"):
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError as exc:
-            if exc.name and name.startswith(exc.name):
-                continue
-            raise
-        main.add_command(module.command)
-
-
-_register_optional_commands()
 
 if __name__ == "__main__":
     main()

@@ -7,6 +7,7 @@ query is scoped by account. Errors are ``TransomError`` subclasses with a one-li
 from __future__ import annotations
 
 import re
+import unicodedata
 from typing import Any
 
 from sqlalchemy import select, update
@@ -36,6 +37,7 @@ DEFAULT_SPACE_ROLES = ("Space Admin", "Space Developer", "Space Member")
 DEFAULT_ACCOUNT_ROLES = ("Account Admin", "Account Member")
 SPACE_MEMBER = "Space Member"
 ACCOUNT_MEMBER = "Account Member"
+ACCOUNT_ADMIN = "Account Admin"
 PERMISSIONS = frozenset({"manage-users", "admin"})
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 
@@ -47,7 +49,9 @@ def name_key(name: str) -> str:
 
 
 def user_name_key(user_name: str) -> str:
-    return user_name.strip().casefold()
+    """The unique key of a user name: NFKC-normalised and case-folded, so that full-width
+    or differently composed look-alikes (``ａｄｍｉｎ``) cannot become a second user."""
+    return unicodedata.normalize("NFKC", user_name.strip()).casefold()
 
 
 # -- accounts ---------------------------------------------------------------------------

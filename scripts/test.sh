@@ -33,4 +33,5 @@ if ! { .venv/bin/python -m pip install -q --disable-pip-version-check --upgrade 
   echo "error: installing Transom's test dependencies failed (log above)" >&2
   exit 1
 fi
-exec .venv/bin/python -m pytest "$@"
+# Two workers by default (the machines have two cores); pass -n 0 to run in one process.
+exec .venv/bin/python -m pytest -n auto "$@"

@@ -104,3 +104,11 @@ def test_plugins_lists_builtin_types(cli) -> None:  # type: ignore[no-untyped-de
     out = ok(cli("plugins"))
     names = [line.split("\t")[0] for line in out.splitlines()]
     assert {"azure_ad", "okta", "generic_saml"} <= set(names)
+
+
+def test_look_alike_user_names_are_one_user(cli) -> None:  # type: ignore[no-untyped-def]
+    ok(cli("accounts", "create", "acme"))
+    ok(cli("users", "create", "--account", "acme", "admin@acme.example"))
+    result = cli("users", "create", "--account", "acme", "ａｄｍｉｎ@acme.example")
+    assert result.returncode == 1
+    assert "already exists" in result.stderr

@@ -11,10 +11,11 @@ from typing import Any
 
 import pytest
 from conftest import SESSION_SECRET, client_for
+from sqlalchemy import select
 from starlette.testclient import TestClient
 
 from transom import directory
-from transom.models import ExternalIdentity
+from transom.models import AuditEvent, ExternalIdentity
 from transom.runtime import Runtime
 
 GUID = "6f1e2d3c-aaaa-4bbb-8ccc-0123456789ab"
@@ -193,3 +194,29 @@ def test_cli_refuses_idp_owned_membership_and_lists_sources(cli: Any) -> None:
     assert removed.returncode == 0, removed.stderr
     mapped = cli("groups", "set-idp-identifier", "--account", "acme", "Dev", GUID.upper())
     assert mapped.returncode == 0 and GUID in mapped.stdout
+
+
+def test_account_admin_session_may_use_the_admin_api(make_runtime: Any) -> None:
+    runtime: Runtime = make_runtime([OKTA])
+    seed(runtime)
+    with runtime.db.transaction() as db:
+        account = directory.get_account(db, name="acme")
+        directory.create_user(db, account=account, user_name="root@acme.example", email="root@acme.example",
+                              password="admin password 1", account_role="Account Admin")
+    client = client_for(runtime)
+    login = {"email": "bob@acme.example", "password": "correct horse battery", "account": "acme"}
+    assert client.post("/api/accounts/login", data=login).status_code == 303
+    refused = client.get("/api/admin/groups")
+    assert refused.status_code == 403 and "Account Admin" in refused.json()["detail"]
+
+    admin = client_for(runtime)
+    login = {"email": "root@acme.example", "password": "admin password 1", "account": "acme"}
+    assert admin.post("/api/accounts/login", data=login).status_code == 303
+    groups = admin.get("/api/admin/groups")
+    assert groups.status_code == 200
+    assert sorted(g["name"] for g in groups.json()) == ["Dev", "Local"]
+    cleared = admin.delete("/api/admin/groups/Local/idp-identifier")
+    assert cleared.status_code == 200
+    with runtime.db.transaction() as db:
+        actors = [e.actor for e in db.scalars(select(AuditEvent).where(AuditEvent.action.like("group.%")))]
+    assert any(a.startswith("user:") for a in actors)

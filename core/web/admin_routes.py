@@ -1,7 +1,8 @@
 """Admin REST API (``/api/admin/...``): groups, their IdP identifiers and members.
 
 Authenticated by an API token with the ``admin`` permission (``transom tokens create
---permission admin``); every request acts on the token's own account. Reference:
+--permission admin``) or the session of an Account Admin; every request acts on that
+token's or user's own account. Reference:
 docs/admin-api.md and the OpenAPI schema at ``/openapi.json``.
 """
 
@@ -17,8 +18,8 @@ from sqlalchemy.orm import Session
 from transom import directory
 from transom.errors import BadRequest, NotFound
 from transom.groups import user_is_group_synced
-from transom.models import Account, ApiToken, Group, GroupMembership
-from transom.web.deps import AdminToken, DbSession, RuntimeDep
+from transom.models import Account, Group, GroupMembership
+from transom.web.deps import AdminAuth, AdminPrincipal, DbSession, RuntimeDep
 
 router = APIRouter(prefix="/api/admin", tags=["admin"])
 
@@ -71,15 +72,15 @@ class MemberOut(BaseModel):
     source: str = Field(description="`idp` when group sync owns the membership, else `manual`")
 
 
-def _account(db: Session, token: ApiToken) -> Account:
+def _account(db: Session, token: AdminPrincipal) -> Account:
     account = db.scalar(select(Account).where(Account.id == token.account_id))
     if account is None:  # the account was deleted under a live token
         raise NotFound("the token's account no longer exists")
     return account
 
 
-def _actor(token: ApiToken) -> str:
-    return f"api:{token.name}"
+def _actor(token: AdminPrincipal) -> str:
+    return token.actor
 
 
 def _group_out(db: Session, group: Group) -> GroupOut:
@@ -92,7 +93,7 @@ def _group_out(db: Session, group: Group) -> GroupOut:
 
 
 @router.get("/groups", response_model=list[GroupOut], responses=ERRORS, summary="List groups")
-def list_groups(db: DbSession, token: AdminToken) -> list[GroupOut]:
+def list_groups(db: DbSession, token: AdminAuth) -> list[GroupOut]:
     account = _account(db, token)
     counts = (
         select(GroupMembership.group_id, func.count().label("n"))
@@ -116,7 +117,7 @@ def list_groups(db: DbSession, token: AdminToken) -> list[GroupOut]:
     responses={**ERRORS, 409: {"model": ErrorOut, "description": "name or IdP identifier taken"}},
     summary="Create a group, optionally mapped to an IdP group",
 )
-def create_group(body: GroupCreate, db: DbSession, token: AdminToken) -> GroupOut:
+def create_group(body: GroupCreate, db: DbSession, token: AdminAuth) -> GroupOut:
     account = _account(db, token)
     group = directory.create_group(db, account=account, name=body.name)
     if body.idp_identifier is not None:
@@ -127,7 +128,7 @@ def create_group(body: GroupCreate, db: DbSession, token: AdminToken) -> GroupOu
 
 
 @router.get("/groups/{group}", response_model=GroupOut, responses=ERRORS, summary="One group")
-def get_group(group: str, db: DbSession, token: AdminToken) -> GroupOut:
+def get_group(group: str, db: DbSession, token: AdminAuth) -> GroupOut:
     account = _account(db, token)
     return _group_out(db, directory.get_group(db, account=account, name=group))
 
@@ -138,7 +139,7 @@ def get_group(group: str, db: DbSession, token: AdminToken) -> GroupOut:
     responses={**ERRORS, 409: {"model": ErrorOut, "description": "another group has this identifier"}},
     summary="Map the group to an IdP group",
 )
-def set_idp_identifier(group: str, body: IdpIdentifierIn, db: DbSession, token: AdminToken) -> GroupOut:
+def set_idp_identifier(group: str, body: IdpIdentifierIn, db: DbSession, token: AdminAuth) -> GroupOut:
     """From the next login of each group-synced user on, membership of this group follows
     the IdP. Existing members keep their rows until then."""
     if not body.idp_identifier.strip():
@@ -152,7 +153,7 @@ def set_idp_identifier(group: str, body: IdpIdentifierIn, db: DbSession, token: 
 
 
 @router.delete("/groups/{group}/idp-identifier", response_model=GroupOut, responses=ERRORS, summary="Unmap the group")
-def clear_idp_identifier(group: str, db: DbSession, token: AdminToken) -> GroupOut:
+def clear_idp_identifier(group: str, db: DbSession, token: AdminAuth) -> GroupOut:
     """Group sync stops touching the group; its IdP-owned memberships become manual."""
     account = _account(db, token)
     grp = directory.get_group(db, account=account, name=group)
@@ -166,7 +167,7 @@ def clear_idp_identifier(group: str, db: DbSession, token: AdminToken) -> GroupO
     responses=ERRORS,
     summary="Members of a group with the source of each membership",
 )
-def list_members(group: str, db: DbSession, token: AdminToken) -> list[MemberOut]:
+def list_members(group: str, db: DbSession, token: AdminAuth) -> list[MemberOut]:
     account = _account(db, token)
     grp = directory.get_group(db, account=account, name=group)
     return [
@@ -182,7 +183,7 @@ def list_members(group: str, db: DbSession, token: AdminToken) -> list[MemberOut
     responses={**ERRORS, 409: {"model": ErrorOut, "description": "already a member"}},
     summary="Add a member by hand",
 )
-def add_member(group: str, user: str, db: DbSession, token: AdminToken, runtime: RuntimeDep) -> MemberOut:
+def add_member(group: str, user: str, db: DbSession, token: AdminAuth, runtime: RuntimeDep) -> MemberOut:
     """``user`` is the user name or email. Refused with 403 when the group is mapped and the
     user signs in through a connector with group sync: the IdP owns that membership."""
     account = _account(db, token)
@@ -201,7 +202,7 @@ def add_member(group: str, user: str, db: DbSession, token: AdminToken, runtime:
     responses=ERRORS,
     summary="Remove a member by hand",
 )
-def remove_member(group: str, user: str, db: DbSession, token: AdminToken, runtime: RuntimeDep) -> Response:
+def remove_member(group: str, user: str, db: DbSession, token: AdminAuth, runtime: RuntimeDep) -> Response:
     """Refused with 403 when the IdP owns the membership (as for adding)."""
     account = _account(db, token)
     grp = directory.get_group(db, account=account, name=group)

@@ -13,7 +13,8 @@ from sqlalchemy import text
 
 from transom.errors import ConfigError
 from transom.runtime import Runtime
-from transom.web import account_routes
+from transom.scim import router as scim_router
+from transom.web import account_routes, admin_routes, saml_routes, sso_routes
 from transom.web.errors import install_error_handlers
 from transom.web.limits import BodySizeLimit
 
@@ -48,26 +49,9 @@ def create_app(runtime: Runtime, *, extra_routers: Sequence[APIRouter] = ()) -> 
         return {"status": "ok", "database": "ok"}
 
     app.include_router(account_routes.router)
-    for router in _optional_routers():
+    for router in (sso_routes.router, saml_routes.router, admin_routes.router, scim_router.router):
         app.include_router(router)
     for router in extra_routers:
         app.include_router(router)
     app.add_middleware(BodySizeLimit, max_bytes=runtime.config.server.max_request_bytes)
     return app
-
-
-def _optional_routers() -> list[Any]:
-    """Routers of the feature modules (SSO, SCIM, admin). Each module exposes ``router``."""
-    import importlib
-
-    routers = []
-    modules = ("transom.web.sso_routes", "transom.web.saml_routes", "transom.web.admin_routes", "transom.scim.router")
-    for name in modules:
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError as exc:
-            if exc.name and name.startswith(exc.name):
-                continue
-            raise
-        routers.append(module.router)
-    return routers

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Depends, Request
 from sqlalchemy.orm import Session
 
-from transom.directory import authenticate_token
-from transom.errors import Unauthorized
+from transom.directory import ACCOUNT_ADMIN, authenticate_token, name_key
+from transom.errors import Forbidden, Unauthorized
 from transom.models import ApiToken, User
 from transom.runtime import Runtime
 from transom.sessions import COOKIE_NAME, session_user
@@ -68,5 +69,28 @@ def token_with(permission: str):  # type: ignore[no-untyped-def]
     return dependency
 
 
-AdminToken = Annotated[ApiToken, Depends(token_with("admin"))]
+@dataclass(frozen=True)
+class AdminPrincipal:
+    """Who calls the admin API: an API token with the ``admin`` permission, or a signed-in
+    user whose account role is Account Admin. Either way, only their own account."""
+
+    account_id: str
+    actor: str
+
+
+def get_admin(request: Request, runtime: RuntimeDep, db: DbSession) -> AdminPrincipal:
+    if request.headers.get("authorization"):
+        token = authenticate_token(db, token=bearer_token(request), permission="admin")
+        return AdminPrincipal(account_id=token.account_id, actor=f"api:{token.name}")
+    user = session_user(db, cookie=request.cookies.get(COOKIE_NAME), secret=session_secret(runtime))
+    if user is None:
+        raise Unauthorized("send an API token with the admin permission, or sign in as an Account Admin")
+    # Session cookies are SameSite=Lax, so a cross-site form cannot reach these write endpoints
+    # with the cookie attached.
+    if user.account_role is None or user.account_role.name_key != name_key(ACCOUNT_ADMIN):
+        raise Forbidden("only Account Admins may use the admin API")
+    return AdminPrincipal(account_id=user.account_id, actor=f"user:{user.id}")
+
+
+AdminAuth = Annotated[AdminPrincipal, Depends(get_admin)]
 UsersToken = Annotated[ApiToken, Depends(token_with("manage-users"))]
