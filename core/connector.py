@@ -206,6 +206,27 @@ def saml_attribute_values(payload: Mapping[str, Any], name: str) -> list[str]:
     return []
 
 
+def saml_first_value(payload: Mapping[str, Any], name: str | None) -> str | None:
+    """The first non-blank value of a SAML attribute, trimmed; None when absent or unnamed."""
+    if not name:
+        return None
+    values = [v for v in saml_attribute_values(payload, name) if v.strip()]
+    return values[0].strip() if values else None
+
+
+def saml_has_attribute(payload: Mapping[str, Any], name: str) -> bool:
+    """Whether the response carries the attribute at all (an empty one still counts: for
+    groups, present-and-empty means "member of nothing", absent means "not sent")."""
+    attributes: Mapping[str, Any] = payload.get("attributes", {})
+    wanted = name.strip().lower()
+    return any(key.strip().lower() == wanted for key in attributes)
+
+
+def claim_values(payload: Mapping[str, Any], name: str | None) -> tuple[str, ...]:
+    """Raw values of an OIDC claim that may be a string or a JSON array; () when unnamed."""
+    return tuple(as_str_list(payload.get(name))) if name else ()
+
+
 def as_str_list(value: Any) -> list[str]:
     """A claim that may be a string, a list or missing, as a list of strings."""
     if value is None:

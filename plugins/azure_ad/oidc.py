@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from transom.connector import Claims, Connector, GroupsClaim, OidcProvider, as_str_list
+from transom.connector import Claims, Connector, GroupsClaim, OidcProvider, as_str_list, claim_values
 from transom.errors import LoginRefused
 
 if TYPE_CHECKING:
@@ -94,14 +94,6 @@ def groups_claim(payload: Mapping[str, Any]) -> GroupsClaim:
     return GroupsClaim.absent()
 
 
-def attribute_values(payload: Mapping[str, Any], name: str | None) -> tuple[str, ...]:
-    """Raw values of a provisioning claim (a string or a JSON array); the host applies the
-    comma/positional rules."""
-    if not name:
-        return ()
-    return tuple(as_str_list(payload.get(name)))
-
-
 def claims(connector: Connector, payload: Mapping[str, Any]) -> Claims:
     tid, oid = _text(payload, "tid"), _text(payload, "oid")
     if tid is None or oid is None:
@@ -112,7 +104,7 @@ def claims(connector: Connector, payload: Mapping[str, Any]) -> Claims:
             "users on tid + oid, never on e-mail or UPN)",
         )
     provisioning = connector.provisioning
-    timezone = attribute_values(payload, provisioning.timezone_attribute)
+    timezone = claim_values(payload, provisioning.timezone_attribute)
     return Claims(
         subject=f"{tid}:{oid}",
         email=_text(payload, "email"),
@@ -123,8 +115,8 @@ def claims(connector: Connector, payload: Mapping[str, Any]) -> Claims:
         given_name=_text(payload, "given_name"),
         family_name=_text(payload, "family_name"),
         timezone=timezone[0] if timezone else None,
-        space_names=attribute_values(payload, provisioning.space_attribute),
-        space_roles=attribute_values(payload, provisioning.role_attribute),
-        account_roles=attribute_values(payload, provisioning.account_role_attribute),
+        space_names=claim_values(payload, provisioning.space_attribute),
+        space_roles=claim_values(payload, provisioning.role_attribute),
+        account_roles=claim_values(payload, provisioning.account_role_attribute),
         groups=groups_claim(payload),
     )

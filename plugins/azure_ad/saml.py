@@ -13,7 +13,15 @@ import re
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from transom.connector import Claims, Connector, GroupsClaim, SamlIdp, saml_attribute_values
+from transom.connector import (
+    Claims,
+    Connector,
+    GroupsClaim,
+    SamlIdp,
+    saml_attribute_values,
+    saml_first_value,
+    saml_has_attribute,
+)
 from transom.errors import LoginRefused
 
 if TYPE_CHECKING:
@@ -51,26 +59,13 @@ def saml_idp(settings: AzureAdSettings) -> SamlIdp:
     return settings.saml_idp(name_id_format=None)
 
 
-def _first(payload: Mapping[str, Any], name: str | None) -> str | None:
-    if not name:
-        return None
-    values = [v for v in saml_attribute_values(payload, name) if v.strip()]
-    return values[0].strip() if values else None
-
-
-def _has(payload: Mapping[str, Any], name: str) -> bool:
-    attributes: Mapping[str, Any] = payload.get("attributes", {})
-    wanted = name.strip().lower()
-    return any(key.strip().lower() == wanted for key in attributes)
-
-
 def groups_claim(payload: Mapping[str, Any]) -> GroupsClaim:
     """``groups`` present (one value per group object id), ``groups.link`` = overage (Entra
     omits ``groups`` entirely when the user is in more than 150), else absent."""
-    if _has(payload, GROUPS):
+    if saml_has_attribute(payload, GROUPS):
         return GroupsClaim.present(saml_attribute_values(payload, GROUPS))
-    if _has(payload, GROUPS_LINK):
-        return GroupsClaim.overage(_first(payload, GROUPS_LINK))
+    if saml_has_attribute(payload, GROUPS_LINK):
+        return GroupsClaim.overage(saml_first_value(payload, GROUPS_LINK))
     return GroupsClaim.absent()
 
 
@@ -81,7 +76,7 @@ def allowed_tenants(settings: AzureAdSettings) -> tuple[str, ...]:
 
 
 def claims(connector: Connector, settings: AzureAdSettings, payload: Mapping[str, Any]) -> Claims:
-    oid, tid = _first(payload, OBJECT_ID), _first(payload, TENANT_ID)
+    oid, tid = saml_first_value(payload, OBJECT_ID), saml_first_value(payload, TENANT_ID)
     if oid is None or tid is None:
         missing = " and ".join(n for n, v in (("objectidentifier", oid), ("tenantid", tid)) if v is None)
         raise LoginRefused(
@@ -99,14 +94,14 @@ def claims(connector: Connector, settings: AzureAdSettings, payload: Mapping[str
     provisioning = connector.provisioning
     return Claims(
         subject=f"{tid}:{oid}",
-        email=_first(payload, EMAIL),
+        email=saml_first_value(payload, EMAIL),
         # Entra does not verify e-mail addresses (nOAuth): never let them link accounts.
         email_verified=False,
-        user_name=_first(payload, UPN),
-        display_name=_first(payload, DISPLAY_NAME),
-        given_name=_first(payload, GIVEN_NAME),
-        family_name=_first(payload, SURNAME),
-        timezone=_first(payload, provisioning.timezone_attribute),
+        user_name=saml_first_value(payload, UPN),
+        display_name=saml_first_value(payload, DISPLAY_NAME),
+        given_name=saml_first_value(payload, GIVEN_NAME),
+        family_name=saml_first_value(payload, SURNAME),
+        timezone=saml_first_value(payload, provisioning.timezone_attribute),
         space_names=tuple(saml_attribute_values(payload, provisioning.space_attribute)),
         space_roles=tuple(saml_attribute_values(payload, provisioning.role_attribute)),
         account_roles=tuple(saml_attribute_values(payload, provisioning.account_role_attribute))

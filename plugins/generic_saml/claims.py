@@ -7,7 +7,14 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from transom.connector import Claims, Connector, GroupsClaim, saml_attribute_values
+from transom.connector import (
+    Claims,
+    Connector,
+    GroupsClaim,
+    saml_attribute_values,
+    saml_first_value,
+    saml_has_attribute,
+)
 from transom.errors import LoginRefused
 
 if TYPE_CHECKING:
@@ -17,23 +24,10 @@ TRANSIENT = "urn:oasis:names:tc:SAML:2.0:nameid-format:transient"
 EMAIL_FORMAT = "urn:oasis:names:tc:SAML:1.1:nameid-format:emailAddress"
 
 
-def _first(payload: Mapping[str, Any], name: str | None) -> str | None:
-    if not name:
-        return None
-    values = [v for v in saml_attribute_values(payload, name) if v.strip()]
-    return values[0].strip() if values else None
-
-
-def _has(payload: Mapping[str, Any], name: str) -> bool:
-    attributes: Mapping[str, Any] = payload.get("attributes", {})
-    wanted = name.strip().lower()
-    return any(key.strip().lower() == wanted for key in attributes)
-
-
 def subject(connector: Connector, settings: GenericSamlSettings, payload: Mapping[str, Any]) -> str:
     """The configured subject attribute, else the NameID (never a transient one)."""
     if settings.attributes.subject:
-        value = _first(payload, settings.attributes.subject)
+        value = saml_first_value(payload, settings.attributes.subject)
         if value is None:
             raise LoginRefused(
                 "your identity provider did not say who you are",
@@ -58,21 +52,21 @@ def claims(connector: Connector, settings: GenericSamlSettings, payload: Mapping
     names = settings.attributes
     provisioning = connector.provisioning
     name_id = payload.get("name_id") if isinstance(payload.get("name_id"), str) else None
-    email = _first(payload, names.email)
+    email = saml_first_value(payload, names.email)
     if email is None and name_id and payload.get("name_id_format") == EMAIL_FORMAT:
         email = name_id.strip()
     groups = GroupsClaim.absent()
-    if settings.groups_attribute and _has(payload, settings.groups_attribute):
+    if settings.groups_attribute and saml_has_attribute(payload, settings.groups_attribute):
         groups = GroupsClaim.present(saml_attribute_values(payload, settings.groups_attribute))
     return Claims(
         subject=subject(connector, settings, payload),
         email=email,
         email_verified=False,
-        user_name=_first(payload, names.user_name) or email,
-        display_name=_first(payload, names.display_name),
-        given_name=_first(payload, names.given_name),
-        family_name=_first(payload, names.family_name),
-        timezone=_first(payload, provisioning.timezone_attribute),
+        user_name=saml_first_value(payload, names.user_name) or email,
+        display_name=saml_first_value(payload, names.display_name),
+        given_name=saml_first_value(payload, names.given_name),
+        family_name=saml_first_value(payload, names.family_name),
+        timezone=saml_first_value(payload, provisioning.timezone_attribute),
         space_names=tuple(saml_attribute_values(payload, provisioning.space_attribute)),
         space_roles=tuple(saml_attribute_values(payload, provisioning.role_attribute)),
         account_roles=tuple(saml_attribute_values(payload, provisioning.account_role_attribute))

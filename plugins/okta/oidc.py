@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from transom.connector import Claims, Connector, GroupsClaim, OidcProvider, as_str_list
+from transom.connector import Claims, Connector, GroupsClaim, OidcProvider, as_str_list, claim_values
 from transom.errors import LoginRefused
 
 if TYPE_CHECKING:
@@ -69,10 +69,6 @@ def _text(payload: Mapping[str, Any], name: str) -> str | None:
     return value if isinstance(value, str) and value else None
 
 
-def _values(payload: Mapping[str, Any], name: str | None) -> tuple[str, ...]:
-    return tuple(as_str_list(payload.get(name))) if name else ()
-
-
 def claims(connector: Connector, settings: OktaSettings, payload: Mapping[str, Any]) -> Claims:
     sub = _text(payload, "sub")
     if sub is None:
@@ -81,7 +77,7 @@ def claims(connector: Connector, settings: OktaSettings, payload: Mapping[str, A
     groups_value = payload.get(settings.groups_claim)
     groups = GroupsClaim.absent() if groups_value is None else GroupsClaim.present(as_str_list(groups_value))
     provisioning = connector.provisioning
-    timezone = _values(payload, provisioning.timezone_attribute) or _values(payload, "zoneinfo")
+    timezone = claim_values(payload, provisioning.timezone_attribute) or claim_values(payload, "zoneinfo")
     return Claims(
         subject=sub,
         email=_text(payload, "email"),
@@ -92,8 +88,8 @@ def claims(connector: Connector, settings: OktaSettings, payload: Mapping[str, A
         given_name=_text(payload, "given_name"),
         family_name=_text(payload, "family_name"),
         timezone=timezone[0] if timezone else None,
-        space_names=_values(payload, provisioning.space_attribute),
-        space_roles=_values(payload, provisioning.role_attribute),
-        account_roles=_values(payload, provisioning.account_role_attribute),
+        space_names=claim_values(payload, provisioning.space_attribute),
+        space_roles=claim_values(payload, provisioning.role_attribute),
+        account_roles=claim_values(payload, provisioning.account_role_attribute),
         groups=groups,
     )

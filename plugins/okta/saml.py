@@ -11,7 +11,15 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from transom.connector import Claims, Connector, GroupsClaim, SamlIdp, saml_attribute_values
+from transom.connector import (
+    Claims,
+    Connector,
+    GroupsClaim,
+    SamlIdp,
+    saml_attribute_values,
+    saml_first_value,
+    saml_has_attribute,
+)
 from transom.errors import LoginRefused
 
 if TYPE_CHECKING:
@@ -24,19 +32,6 @@ PERSISTENT = "urn:oasis:names:tc:SAML:2.0:nameid-format:persistent"
 def saml_idp(settings: OktaSettings) -> SamlIdp:
     # No NameIDPolicy format: the Okta app's own "Name ID format" setting decides.
     return settings.saml_idp(name_id_format=None)
-
-
-def _first(payload: Mapping[str, Any], name: str | None) -> str | None:
-    if not name:
-        return None
-    values = [v for v in saml_attribute_values(payload, name) if v.strip()]
-    return values[0].strip() if values else None
-
-
-def _has(payload: Mapping[str, Any], name: str) -> bool:
-    attributes: Mapping[str, Any] = payload.get("attributes", {})
-    wanted = name.strip().lower()
-    return any(key.strip().lower() == wanted for key in attributes)
 
 
 def subject(connector: Connector, payload: Mapping[str, Any]) -> str:
@@ -59,22 +54,22 @@ def claims(connector: Connector, settings: OktaSettings, payload: Mapping[str, A
     provisioning = connector.provisioning
     user_key = subject(connector, payload)
     name_id = str(payload.get("name_id", "")).strip()
-    email = _first(payload, settings.email_attribute)
+    email = saml_first_value(payload, settings.email_attribute)
     if email is None and payload.get("name_id_format") == "urn:oasis:names:tc:SAML:1.1:nameid-format:emailAddress":
         email = name_id
     groups = (
         GroupsClaim.present(saml_attribute_values(payload, settings.groups_attribute))
-        if _has(payload, settings.groups_attribute) else GroupsClaim.absent()
+        if saml_has_attribute(payload, settings.groups_attribute) else GroupsClaim.absent()
     )
     return Claims(
         subject=user_key,
         email=email,
         email_verified=False,
-        user_name=_first(payload, settings.user_name_attribute) or name_id,
-        display_name=_first(payload, settings.display_name_attribute),
-        given_name=_first(payload, settings.given_name_attribute),
-        family_name=_first(payload, settings.family_name_attribute),
-        timezone=_first(payload, provisioning.timezone_attribute),
+        user_name=saml_first_value(payload, settings.user_name_attribute) or name_id,
+        display_name=saml_first_value(payload, settings.display_name_attribute),
+        given_name=saml_first_value(payload, settings.given_name_attribute),
+        family_name=saml_first_value(payload, settings.family_name_attribute),
+        timezone=saml_first_value(payload, provisioning.timezone_attribute),
         space_names=tuple(saml_attribute_values(payload, provisioning.space_attribute)),
         space_roles=tuple(saml_attribute_values(payload, provisioning.role_attribute)),
         account_roles=tuple(saml_attribute_values(payload, provisioning.account_role_attribute))
