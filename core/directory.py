@@ -15,7 +15,8 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from transom import audit
-from transom.errors import BadRequest, Conflict, Forbidden, NotFound, Unauthorized
+from transom.connector import Connector
+from transom.errors import BadRequest, Conflict, Forbidden, LoginRefused, NotFound, Unauthorized
 from transom.models import (
     ROLE_SCOPE_ACCOUNT,
     ROLE_SCOPE_SPACE,
@@ -50,7 +51,7 @@ def name_key(name: str) -> str:
 
 def user_name_key(user_name: str) -> str:
     """The unique key of a user name: NFKC-normalised and case-folded, so that full-width
-    or differently composed look-alikes (``ａｄｍｉｎ``) cannot become a second user."""
+    or differently composed look-alikes of a name cannot become a second user."""
     return unicodedata.normalize("NFKC", user_name.strip()).casefold()
 
 
@@ -73,6 +74,18 @@ def create_account(session: Session, *, name: str) -> Account:
     session.flush()
     audit.record(session, account_id=account.id, actor="cli", action="account.created")
     return account
+
+
+def connector_account(session: Session, *, connector: Connector) -> Account:
+    """The account a connector logs users into; a missing one is a configuration mistake
+    the IdP admin's page should name."""
+    try:
+        return get_account(session, name=connector.account)
+    except NotFound:
+        raise LoginRefused(
+            "this sign-in method is not set up correctly",
+            hint=f"connector '{connector.id}' names account '{connector.account}', which does not exist",
+        ) from None
 
 
 def get_account(session: Session, *, name: str) -> Account:

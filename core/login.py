@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 
 from transom import audit, directory
 from transom.connector import Claims, Connector, GroupsState, as_str_list
-from transom.errors import Conflict, ConnectorError, LoginRefused, NotFound, TransomError
+from transom.errors import Conflict, ConnectorError, LoginRefused, TransomError
 from transom.models import (
     USER_ACTIVE,
     USER_DEPROVISIONED,
@@ -165,13 +165,7 @@ def _login_transaction(
     from transom.groups import sync_user_groups
     from transom.provisioning import apply_login_provisioning
 
-    try:
-        account = directory.get_account(db, name=connector.account)
-    except NotFound:
-        raise LoginRefused(
-            "this sign-in method is not set up correctly",
-            hint=f"connector '{connector.id}' names account '{connector.account}', which does not exist",
-        ) from None
+    account = directory.connector_account(db, connector=connector)
     user, created = find_or_create_user(db, account=account, connector=connector, claims=claims, trace=trace)
     if user.status == USER_DEPROVISIONED:
         raise LoginRefused(

@@ -464,13 +464,7 @@ def start_saml_login(
     request = OneLogin_Saml2_Authn_Request(
         _settings(runtime, connector, idp), set_nameid_policy=idp.name_id_format is not None
     )
-    try:
-        account = directory.get_account(db, name=connector.account)
-    except NotFound:
-        raise LoginRefused(
-            "this sign-in method is not set up correctly",
-            hint=f"connector '{connector.id}' names account '{connector.account}', which does not exist",
-        ) from None
+    account = directory.connector_account(db, connector=connector)
     request_id = request.get_id()
     create_login_state(
         db, runtime, account=account, connector=connector, binding=binding,
@@ -838,13 +832,7 @@ def accept_response(
     """Record the assertion id (replay cache) and consume the login state named by the
     signed InResponseTo. Returns where to send the browser afterwards. Runs inside the
     caller's transaction: on any refusal nothing of it is kept."""
-    try:
-        account = directory.get_account(db, name=connector.account)
-    except NotFound:
-        raise LoginRefused(
-            "this sign-in method is not set up correctly",
-            hint=f"connector '{connector.id}' names account '{connector.account}', which does not exist",
-        ) from None
+    account = directory.connector_account(db, connector=connector)
     now = datetime.now(UTC)
     # Sweep this connector's expired ids as we go: the table stays small without a job.
     db.execute(delete(SamlAssertionSeen).where(

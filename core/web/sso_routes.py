@@ -69,22 +69,12 @@ def _start_oidc(runtime: Runtime, connector: Connector, *, next_path: str | None
     nonce = secrets.token_urlsafe(32)
     verifier = new_pkce_verifier()
     with runtime.db.transaction() as db:
-        account = _account(db, connector)
+        account = directory.connector_account(db, connector=connector)
         create_login_state(db, runtime, account=account, connector=connector, binding=binding,
                            next_path=next_path, key=state, nonce=nonce, code_verifier=verifier)
     log.info("OIDC login started connector=%s", connector.id)
     return authorization_url(provider, redirect_uri=callback_url(runtime), state=state, nonce=nonce,
                              code_verifier=verifier)
-
-
-def _account(db: Any, connector: Connector) -> Any:
-    try:
-        return directory.get_account(db, name=connector.account)
-    except NotFound:
-        raise LoginRefused(
-            "this sign-in method is not set up correctly",
-            hint=f"connector '{connector.id}' names account '{connector.account}', which does not exist",
-        ) from None
 
 
 @dataclass(frozen=True)
