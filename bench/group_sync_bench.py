@@ -31,6 +31,7 @@ from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy import event, insert, text
+from timing import p95
 
 from transom import directory
 from transom.db import Database
@@ -123,11 +124,6 @@ def measure(database: Database, counter: StatementCounter, step: Callable[[Any],
     elapsed, cpu_elapsed = (time.perf_counter() - started) * 1000, (time.process_time() - cpu) * 1000
     counter.active = False
     return elapsed, cpu_elapsed, counter.verbs
-
-
-def p95(values: list[float]) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(0.95 * (len(ordered) - 1)))]
 
 
 def summarize(name: str, size: int, samples: list[Sample]) -> None:

@@ -14,31 +14,20 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import time
 import uuid
 
 import httpx
+from timing import measure, p95
 
 from transom.connector import OidcProvider
 from transom.oidc import JwksCache, verify_id_token
 from transom.testing.oidc import FakeOidcIdp
 
 
-def measure(fn: object, runs: int) -> list[float]:
-    assert callable(fn)
-    samples = []
-    for _ in range(runs):
-        started = time.perf_counter()
-        fn()
-        samples.append(time.perf_counter() - started)
-    return samples
-
-
 def report(name: str, samples: list[float]) -> None:
     ordered = sorted(samples)
     median = statistics.median(ordered)
-    p95 = ordered[int(len(ordered) * 0.95) - 1]
-    print(f"{name:<34} median {median * 1e6:8.1f} us   p95 {p95 * 1e6:8.1f} us   ~{1 / median:8.0f}/s")
+    print(f"{name:<34} median {median * 1e6:8.1f} us   p95 {p95(ordered) * 1e6:8.1f} us   ~{1 / median:8.0f}/s")
 
 
 def main() -> None:

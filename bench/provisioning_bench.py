@@ -31,6 +31,7 @@ from typing import Any
 
 from pydantic import BaseModel
 from sqlalchemy import event, select, text
+from timing import p95
 
 from transom import directory
 from transom.connector import Claims, Connector, ProvisioningSettings
@@ -110,12 +111,11 @@ def measure(fn: Callable[[], None], runs: int) -> list[float]:
 
 def report(label: str, times: list[float], counter: StatementCounter | None = None, runs: int = 1) -> None:
     times.sort()
-    p95 = times[min(len(times) - 1, int(len(times) * 0.95))]
     statements = ""
     if counter is not None:
         per_call = {k: round(v / runs, 1) for k, v in sorted(counter.verbs.items())}
         statements = f"  statements/call {per_call}"
-    print(f"{label:<34} median {statistics.median(times):7.2f} ms   p95 {p95:7.2f} ms{statements}")
+    print(f"{label:<34} median {statistics.median(times):7.2f} ms   p95 {p95(times):7.2f} ms{statements}")
 
 
 def bench_size(

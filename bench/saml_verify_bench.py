@@ -22,10 +22,10 @@ import statistics
 import tempfile
 import time
 import uuid
-from collections.abc import Callable
 from pathlib import Path
 
 from onelogin.saml2.xml_utils import OneLogin_Saml2_XML
+from timing import measure, p95
 
 from transom import saml
 from transom.config import parse_config
@@ -35,20 +35,11 @@ from transom.testing.saml import FakeSamlIdp, encode
 STOCK_VALIDATE_XML = saml.STOCK_VALIDATE_XML
 
 
-def measure(fn: Callable[[], object], runs: int) -> list[float]:
-    samples = []
-    for _ in range(runs):
-        started = time.perf_counter()
-        fn()
-        samples.append(time.perf_counter() - started)
-    return samples
-
 
 def report(name: str, samples: list[float]) -> None:
     ordered = sorted(samples)
     median = statistics.median(ordered)
-    p95 = ordered[int(len(ordered) * 0.95) - 1]
-    print(f"{name:<40} median {median * 1e6:8.1f} us   p95 {p95 * 1e6:8.1f} us   ~{1 / median:7.0f}/s")
+    print(f"{name:<40} median {median * 1e6:8.1f} us   p95 {p95(ordered) * 1e6:8.1f} us   ~{1 / median:7.0f}/s")
 
 
 def main() -> None:
