@@ -1,15 +1,41 @@
 """Engine and session factory. SQLite runs in WAL mode with ``synchronous=NORMAL`` and a
 busy timeout (performance-notes: 4x faster commits, and concurrent writers wait instead
-of failing)."""
+of failing).
+
+SQLite has one writer, and every Transom transaction begins with ``BEGIN IMMEDIATE``. Writers
+of this process queue on a lock per database file (``Database.transaction``) instead of
+meeting in SQLite's busy handler, which sleeps in growing steps (up to 100 ms) between
+retries: the lock hands the database to the next writer the moment the last one commits.
+Other processes (CLI, a second worker) still meet this process in the busy handler.
+"""
 
 from __future__ import annotations
 
+import sqlite3
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
+
+#: as long as SQLite's busy timeout: a writer waits this long before "database is locked"
+WRITER_WAIT_SECONDS = 30.0
+
+_writer_locks: dict[str, threading.Lock] = {}
+_writer_locks_guard = threading.Lock()
+
+
+def _writer_lock(url: str) -> threading.Lock:
+    """The process-wide writer lock of one SQLite database. A plain ``Lock``, not an
+    ``RLock``: FastAPI enters and exits a yield dependency (``get_db``) on different pool
+    threads, and only a ``Lock`` may be released by another thread. No code path opens a
+    transaction inside another one on the same database (they would already wait on each
+    other in SQLite); the bounded wait turns such a bug into an error, not a hang."""
+    with _writer_locks_guard:
+        return _writer_locks.setdefault(url, threading.Lock())
 
 
 def make_engine(url: str, **kwargs: Any) -> Engine:
@@ -44,12 +70,24 @@ class Database:
         self.url = url
         self.engine = make_engine(url)
         self.sessions = sessionmaker(self.engine, expire_on_commit=False)
+        self._writer = _writer_lock(url) if url.startswith("sqlite") else None
 
     @contextmanager
     def transaction(self) -> Iterator[Session]:
-        """One unit of work: committed when the block ends, rolled back on any error."""
-        with self.sessions() as session, session.begin():
-            yield session
+        """One unit of work: committed when the block ends, rolled back on any error. On
+        SQLite the process's writer lock is held for the whole unit (see the module doc)."""
+        writer = self._writer
+        if writer is None:
+            with self.sessions() as session, session.begin():
+                yield session
+            return
+        if not writer.acquire(timeout=WRITER_WAIT_SECONDS):
+            raise OperationalError("BEGIN IMMEDIATE", None, sqlite3.OperationalError("database is locked"))
+        try:
+            with self.sessions() as session, session.begin():
+                yield session
+        finally:
+            writer.release()
 
     def dispose(self) -> None:
         self.engine.dispose()

@@ -8,10 +8,8 @@ one transaction per request (token check included), rolled back on any error.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import re
-import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -99,16 +97,9 @@ async def _handle(request: Request, work: Work, *, with_body: bool = False) -> R
         return scim_error(500, "internal error")
 
 
-#: SQLite has one writer and Transom begins every transaction with BEGIN IMMEDIATE; queueing
-#: this process's SCIM transactions on a lock hands the database over as soon as it is free,
-#: where SQLite's busy handler would sleep in growing steps (up to 100 ms) between retries.
-_SQLITE_WRITER = threading.Lock()
-
-
 def _in_transaction(request: Request, work: Work, body: dict[str, Any] | None) -> Response:
     runtime: Runtime = request.app.state.runtime
-    gate = _SQLITE_WRITER if runtime.db.url.startswith("sqlite") else contextlib.nullcontext()
-    with gate, runtime.db.transaction() as db:
+    with runtime.db.transaction() as db:  # on SQLite, queued on the process's writer lock
         token = authenticate_token(db, token=bearer_token(request), permission="manage-users")
         account = db.scalar(select(Account).where(Account.id == token.account_id))
         if account is None:
