@@ -15,13 +15,11 @@ from typing import Any
 
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
-from transom.directory import authenticate_token
+from transom.directory import authenticate_account_token
 from transom.errors import Forbidden, NotFound, NotImplementedByHost, TransomError, Unauthorized
-from transom.models import Account
 from transom.runtime import Runtime
 from transom.scim import discovery, service
 from transom.scim.body import parse_json_object
@@ -100,11 +98,8 @@ async def _handle(request: Request, work: Work, *, with_body: bool = False) -> R
 def _in_transaction(request: Request, work: Work, body: dict[str, Any] | None) -> Response:
     runtime: Runtime = request.app.state.runtime
     with runtime.db.transaction() as db:  # on SQLite, queued on the process's writer lock
-        token = authenticate_token(db, token=bearer_token(request), permission="manage-users")
-        account = db.scalar(select(Account).where(Account.id == token.account_id))
-        if account is None:
-            raise Unauthorized("token without account")
-        return work(Context(request, db, Caller(account=account, actor=f"scim:{token.name}"), body))
+        token_name, account = authenticate_account_token(db, token=bearer_token(request), permission="manage-users")
+        return work(Context(request, db, Caller(account=account, actor=f"scim:{token_name}"), body))
 
 
 # -- parameters -------------------------------------------------------------------------
@@ -181,7 +176,6 @@ async def search_users(request: Request) -> Response:
 async def create_user(request: Request) -> Response:
     def work(ctx: Context) -> Response:
         user = service.create_user(ctx.db, ctx.caller, ctx.normalized("User", "create"))
-        ctx.db.flush()
         return _resource_response(ctx, user, status=201)
 
     return await _handle(request, work, with_body=True)
