@@ -110,8 +110,8 @@ def create_user(db: Session, caller: Caller, body: dict[str, Any]) -> User:
     if role_id is None:  # the built-in role is never deleted; the transaction rolls back if it is
         raise NotFound(f"no {ROLE_SCOPE_ACCOUNT} role named '{directory.ACCOUNT_MEMBER}' in account '{account.name}'")
     user = User(**row, account_role_id=role_id)
-    audit.record(db, account_id=account.id, actor=caller.actor, action="user.created", user_id=user.id,
-                 details={"user_name": user_name, "status": status})
+    audit.record_now(db, account_id=account.id, actor=caller.actor, action="user.created", user_id=user.id,
+                     details={"user_name": user_name, "status": status})
     _write_index(db, user, fresh=True)
     return user
 
