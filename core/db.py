@@ -7,6 +7,12 @@ of this process queue on a lock per database file (``Database.transaction``) ins
 meeting in SQLite's busy handler, which sleeps in growing steps (up to 100 ms) between
 retries: the lock hands the database to the next writer the moment the last one commits.
 Other processes (CLI, a second worker) still meet this process in the busy handler.
+
+WAL checkpoints run in a background thread (``_Checkpointer``), not inside a login's COMMIT:
+SQLite's automatic checkpoint copies the WAL into the database file and fsyncs it as part of
+whichever commit crosses the threshold, which made that login 5-10x slower than its
+neighbours (bench/group_sync_bench.py p95). The automatic threshold stays as a high backstop
+for processes that run no checkpointer.
 """
 
 from __future__ import annotations
@@ -20,6 +26,11 @@ from typing import Any
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
+
+#: pages; the automatic checkpoint is only a backstop (see the module doc)
+AUTO_CHECKPOINT_PAGES = 10_000
+#: how often the background checkpointer looks for new commits
+CHECKPOINT_INTERVAL_SECONDS = 0.5
 
 #: as long as SQLite's busy timeout: a writer waits this long before "database is locked"
 WRITER_WAIT_SECONDS = 30.0
@@ -54,6 +65,7 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
             cur.execute("PRAGMA synchronous=NORMAL")
             cur.execute("PRAGMA foreign_keys=ON")
             cur.execute("PRAGMA busy_timeout=30000")
+            cur.execute(f"PRAGMA wal_autocheckpoint={AUTO_CHECKPOINT_PAGES}")
             cur.close()
 
         @event.listens_for(engine, "begin")
@@ -65,12 +77,55 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
     return create_engine(url, pool_pre_ping=True, **kwargs)
 
 
+class _Checkpointer:
+    """Runs ``PRAGMA wal_checkpoint(PASSIVE)`` off the request path after commits. PASSIVE
+    never waits for readers or writers, so it cannot stall a login; frames still in use are
+    simply left for the next round."""
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+        self._dirty = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._start_guard = threading.Lock()
+        self.completed = 0
+
+    def committed(self) -> None:
+        self._dirty.set()
+        if self._thread is None:
+            with self._start_guard:
+                if self._thread is None:
+                    self._thread = threading.Thread(target=self._run, name="transom-wal-checkpoint", daemon=True)
+                    self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.wait(CHECKPOINT_INTERVAL_SECONDS):
+            if not self._dirty.is_set():
+                continue
+            self._dirty.clear()
+            try:
+                raw = self._engine.raw_connection()
+                try:
+                    raw.driver_connection.execute("PRAGMA wal_checkpoint(PASSIVE)")  # type: ignore[union-attr]
+                finally:
+                    raw.close()
+                self.completed += 1
+            except Exception:  # noqa: S112 - best effort; the automatic checkpoint is the backstop
+                continue
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+
+
 class Database:
     def __init__(self, url: str) -> None:
         self.url = url
         self.engine = make_engine(url)
         self.sessions = sessionmaker(self.engine, expire_on_commit=False)
         self._writer = _writer_lock(url) if url.startswith("sqlite") else None
+        self.checkpointer = _Checkpointer(self.engine) if self._writer is not None else None
 
     @contextmanager
     def transaction(self) -> Iterator[Session]:
@@ -88,6 +143,10 @@ class Database:
                 yield session
         finally:
             writer.release()
+        assert self.checkpointer is not None
+        self.checkpointer.committed()
 
     def dispose(self) -> None:
+        if self.checkpointer is not None:
+            self.checkpointer.stop()
         self.engine.dispose()
