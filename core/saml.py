@@ -527,6 +527,19 @@ def _refused(message: str, hint: str) -> LoginRefused:
     return LoginRefused(message, hint=hint)
 
 
+#: every algorithm-bearing ds: element, checked against its allow-list before xmlsec runs
+_ALGORITHM_ALLOW_LISTS = (
+    ("SignatureMethod", ALLOWED_SIGNATURE_METHODS, "signature algorithm",
+     "sign with RSA-SHA256 (or RSA/ECDSA with SHA-384/512) in the IdP's signing options"),
+    ("DigestMethod", ALLOWED_DIGEST_METHODS, "digest algorithm",
+     "use the SHA-256 (or SHA-384/512) digest algorithm in the IdP's signing options"),
+    ("Transform", ALLOWED_TRANSFORMS, "transform",
+     "only the enveloped-signature and exclusive canonicalization transforms are accepted"),
+    ("CanonicalizationMethod", ALLOWED_CANONICALIZATIONS, "canonicalization",
+     "use exclusive XML canonicalization (xml-exc-c14n) for signatures"),
+)
+
+
 def precheck_document(xml: bytes) -> Any:
     """Parse with python3-saml's hardened parser and reject what must never reach libxmlsec.
     Returns the root element."""
@@ -552,30 +565,10 @@ def precheck_document(xml: bytes) -> Any:
         if root.find(f".//{_DS}{name}") is not None:
             raise _refused("the SAML response's signature uses a construct that is not allowed",
                            f"signatures must not contain ds:{name}")
-    for method in root.iter(f"{_DS}SignatureMethod"):
-        if method.get("Algorithm") not in ALLOWED_SIGNATURE_METHODS:
-            raise _refused(
-                "the SAML response is signed with a signature algorithm that is not allowed",
-                "sign with RSA-SHA256 (or RSA/ECDSA with SHA-384/512) in the IdP's signing options",
-            )
-    for method in root.iter(f"{_DS}DigestMethod"):
-        if method.get("Algorithm") not in ALLOWED_DIGEST_METHODS:
-            raise _refused(
-                "the SAML response is signed with a digest algorithm that is not allowed",
-                "use the SHA-256 (or SHA-384/512) digest algorithm in the IdP's signing options",
-            )
-    for transform in root.iter(f"{_DS}Transform"):
-        if transform.get("Algorithm") not in ALLOWED_TRANSFORMS:
-            raise _refused(
-                "the SAML response's signature uses a transform that is not allowed",
-                "only the enveloped-signature and exclusive canonicalization transforms are accepted",
-            )
-    for c14n in root.iter(f"{_DS}CanonicalizationMethod"):
-        if c14n.get("Algorithm") not in ALLOWED_CANONICALIZATIONS:
-            raise _refused(
-                "the SAML response's signature uses a canonicalization that is not allowed",
-                "use exclusive XML canonicalization (xml-exc-c14n) for signatures",
-            )
+    for element, allowed, problem, fix in _ALGORITHM_ALLOW_LISTS:
+        for node in root.iter(f"{_DS}{element}"):
+            if node.get("Algorithm") not in allowed:
+                raise _refused(f"the SAML response's signature uses a {problem} that is not allowed", fix)
     for signature in root.iter(f"{_DS}Signature"):
         references = signature.findall(f"{_DS}SignedInfo/{_DS}Reference")
         parent = signature.getparent()

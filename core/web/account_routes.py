@@ -9,6 +9,7 @@ from urllib.parse import urlencode
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import RedirectResponse, Response
 from pydantic import BaseModel
+from starlette.concurrency import run_in_threadpool
 
 from transom import audit
 from transom.connector import Connector
@@ -73,8 +74,6 @@ async def _password_form(request: Request) -> PasswordLogin:
 async def password_login(request: Request, runtime: RuntimeDep) -> Response:
     form = await _password_form(request)
     # The database work is synchronous; run it in the thread pool like sync endpoints.
-    from starlette.concurrency import run_in_threadpool
-
     return await run_in_threadpool(_password_login, runtime, form)
 
 
