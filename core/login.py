@@ -132,10 +132,14 @@ def resolve_groups(
     return ResolvedGroups(tuple(ids))
 
 
-def complete_sso_login(runtime: Runtime, *, connector: Connector, payload: Mapping[str, Any]) -> LoginResult:
-    """Everything after protocol verification. Raises ``LoginRefused`` with a hint."""
+def complete_sso_login(
+    runtime: Runtime, *, connector: Connector, payload: Mapping[str, Any], claims: Claims | None = None
+) -> LoginResult:
+    """Everything after protocol verification. Raises ``LoginRefused`` with a hint.
+    ``claims`` saves a second extraction when the caller already ran it."""
     trace = LoginTrace()
-    claims = extract_claims(runtime, connector, payload)
+    if claims is None:
+        claims = extract_claims(runtime, connector, payload)
     groups = resolve_groups(runtime, connector, claims, payload, trace)
     attempts = 2  # a concurrent first login of the same person loses the unique key once
     kept_notes, kept_warnings = len(trace.notes), len(trace.warnings)

@@ -61,12 +61,12 @@ def _consume(runtime: Runtime, connector_id: str, form: saml.AcsForm, binding: s
     verified = saml.verify_saml_response(runtime, connector, form.saml_response)
     # The plugin's refusals (transient NameID, foreign tenant, no subject) come before the
     # replay cache and the login state are touched, so such a refusal writes nothing.
-    extract_claims(runtime, connector, verified.payload)
+    claims = extract_claims(runtime, connector, verified.payload)
     with runtime.db.transaction() as db:
         next_path = saml.accept_response(
             db, runtime, connector=connector, verified=verified, binding=binding, relay_state=form.relay_state
         )
-    result = complete_sso_login(runtime, connector=connector, payload=verified.payload)
+    result = complete_sso_login(runtime, connector=connector, payload=verified.payload, claims=claims)
     with runtime.db.transaction() as db:
         user = db.scalar(select(User).where(User.account_id == result.account_id, User.id == result.user_id))
         if user is None:  # deleted between the two transactions
