@@ -11,8 +11,11 @@ if [ ! -x .venv/bin/python ]; then
 fi
 log=.venv/install.log
 echo "installing Transom into .venv (details: $log)" >&2
+# the host and every built-in connector plugin (each its own distribution under plugins/)
+packages=(-e .)
+for plugin in plugins/*/pyproject.toml; do packages+=(-e "$(dirname "$plugin")"); done
 if ! { .venv/bin/python -m pip install --disable-pip-version-check --upgrade pip &&
-       .venv/bin/python -m pip install --disable-pip-version-check -e .; } >"$log" 2>&1; then
+       .venv/bin/python -m pip install --disable-pip-version-check "${packages[@]}"; } >"$log" 2>&1; then
   tail -n 30 "$log" >&2
   echo "error: installing Transom failed; the full log is in $log" >&2
   exit 1

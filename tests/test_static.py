@@ -10,13 +10,9 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-#: import name -> source folder (pyproject's package-dir mapping)
-PACKAGES = {
-    "transom": ROOT / "core",
-    "transom_okta": ROOT / "plugins" / "okta",
-    "transom_azure_ad": ROOT / "plugins" / "azure_ad",
-    "transom_generic_saml": ROOT / "plugins" / "generic_saml",
-}
+#: every package checked with mypy --strict; each folder is named after its import name
+#: (core/transom, plugins/<name>/transom_<name>), as pyproject's mypy_path lists them
+PACKAGES = ["transom", *sorted(p.parent.name for p in ROOT.glob("plugins/*/transom_*/__init__.py"))]
 
 
 def _tool(name: str) -> str:
@@ -33,13 +29,9 @@ def test_ruff_is_clean() -> None:
 
 
 def test_mypy_strict_is_clean(tmp_path: Path) -> None:
-    # mypy cannot follow setuptools' editable import hook, so give it the import names as
-    # links to the source folders.
-    for name, source in PACKAGES.items():
-        (tmp_path / name).symlink_to(source, target_is_directory=True)
     args = [_tool("mypy"), "--config-file", str(ROOT / "pyproject.toml"), "--cache-dir", str(tmp_path / ".cache")]
     for name in PACKAGES:
         args += ["-p", name]
-    result = subprocess.run(args, cwd=tmp_path, capture_output=True, text=True, env={"MYPYPATH": str(tmp_path),
-                            "PATH": str(Path(sys.executable).parent)})
+    result = subprocess.run(args, cwd=ROOT, capture_output=True, text=True,
+                            env={"PATH": str(Path(sys.executable).parent)})
     assert result.returncode == 0, result.stdout + result.stderr
