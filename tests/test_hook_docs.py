@@ -43,6 +43,9 @@ def test_every_hookspec_docstring_has_the_contract_shape() -> None:
         assert doc, name
         assert ":return:" in doc, name
         spec_opts = getattr(getattr(hookspecs, name), "transom_spec", {})
+        assert ".. versionadded::" in doc, name
+        if name != "transom_connector_type":
+            # every per-connector hook is routed by type; its docstring says so
+            assert "Routed to the plugin of ``connector.type`` only." in doc, name
         if spec_opts.get("firstresult"):
-            assert "Stops at first non-None result." in doc, name
             assert "``None``" in doc, name

@@ -27,6 +27,7 @@ from saml_support import (
 )
 from sqlalchemy import select
 
+from transom.attributes import with_provisioning_values
 from transom.connector import GroupsState
 from transom.models import ExternalIdentity
 from transom.sessions import COOKIE_NAME
@@ -121,7 +122,7 @@ def test_multi_valued_attributes_are_kept(make_runtime: Any, monkeypatch: pytest
 
     def spy(connector: Any, payload: Any) -> Any:
         claims = original(connector, payload)
-        seen.append((payload, claims))
+        seen.append((payload, claims, connector))
         return claims
 
     monkeypatch.setattr(runtime.plugins, "extract_claims", spy)
@@ -130,7 +131,10 @@ def test_multi_valued_attributes_are_kept(make_runtime: Any, monkeypatch: pytest
     with app_client(runtime) as client:
         response = saml_login(client, idp, connector_id="acme-saml", name_id="u-7", attributes=attributes)
         assert response.status_code == 303
-    payload, claims = seen[0]
+    payload, plugin_claims, connector = seen[0]
+    # the plugin maps identity and groups; the host reads the provisioning attributes
+    assert plugin_claims.space_names == () and plugin_claims.timezone is None
+    claims = with_provisioning_values(connector, payload, plugin_claims)
     assert payload["attributes"]["groups"] == ["dev", "ops", "sec"]
     assert payload["name_id"] == "u-7" and payload["name_id_format"] == PERSISTENT
     assert payload["issuer"] == idp.entity_id and payload["session_index"] == "_session"

@@ -13,9 +13,13 @@ Rules every implementation follows:
 
 * Hooks are plain ``def`` functions. An ``async def`` returns a coroutine, which pluggy
   counts as a result and which would end every first-result call.
-* Every hook except :func:`transom_connector_type` receives the ``connector`` and returns
-  ``None`` unless ``connector.type`` is the plugin's own type, so that a first-result call
-  reaches the right plugin.
+* Hooks are routed by connector type: the host calls a per-connector hook only on the
+  plugin registered for ``connector.type``. A plugin therefore only ever sees its own
+  connectors (``connector.settings`` is always an instance of its own settings model:
+  annotate ``connector: Connector[MySettings]``) and never guards on the type.
+* The host reads the provisioning attributes (``[connectors.provisioning]``: space, role,
+  timezone, account role) from the verified payload itself; plugins map identity and
+  groups only. A value a plugin does put in those ``Claims`` fields overrides the host's.
 * Plugins translate; they never verify signatures, never touch the database and never
   raise HTTP exceptions. To refuse, raise a :class:`transom.errors.TransomError` subclass;
   any other exception is turned into a ``ConnectorError`` by the host (it fails closed).
@@ -53,7 +57,10 @@ def transom_connector_type() -> ConnectorType:  # type: ignore[empty-body]
         that validates ``[connectors.settings]``) and its capabilities (for example
         ``"group_sync"``).
 
-    Every loaded plugin must implement this hook; results are collected from all plugins.
+    Every loaded plugin must implement this hook. The host asks each plugin on its own
+    and refuses to start unless it declares exactly the type it is registered as.
+
+    .. versionadded:: 0.1
     """
 
 
@@ -65,11 +72,14 @@ def transom_oidc_provider(connector: Connector) -> OidcProvider | None:
     whose protocol is ``oidc``. Must not do network I/O: derive everything from
     ``connector.settings`` so that every URL can point at a local server.
 
-    :param connector: the configured connector instance.
-    :return: issuers, endpoints, JWKS URL and client credentials, or ``None`` if
-        ``connector.type`` is not this plugin's type.
+    :param connector: a configured connector of this plugin's type.
+    :return: issuers, endpoints, JWKS URL and client credentials; ``None`` (the host
+        refuses the login with a configuration error) if this connector does not speak OIDC.
 
-    Stops at first non-None result.
+    Routed to the plugin of ``connector.type`` only.
+
+    .. versionadded:: 0.1
+    .. versionchanged:: 0.2 routed by connector type; no ``None``-unless-mine guard.
     """
 
 
@@ -81,11 +91,14 @@ def transom_saml_idp(connector: Connector) -> SamlIdp | None:
     validated, for connectors whose protocol is ``saml``. The host reads metadata files
     and URLs named in the result; the plugin does no I/O beyond reading local files.
 
-    :param connector: the configured connector instance.
-    :return: entity ID, SSO URL, signing certificates and/or a metadata source, or
-        ``None`` if ``connector.type`` is not this plugin's type.
+    :param connector: a configured connector of this plugin's type.
+    :return: entity ID, SSO URL, signing certificates and/or a metadata source; ``None``
+        (a configuration error) if this connector does not speak SAML.
 
-    Stops at first non-None result.
+    Routed to the plugin of ``connector.type`` only.
+
+    .. versionadded:: 0.1
+    .. versionchanged:: 0.2 routed by connector type; no ``None``-unless-mine guard.
     """
 
 
@@ -95,15 +108,20 @@ def transom_extract_claims(connector: Connector, payload: Mapping[str, Any]) -> 
 
     Called after the host has verified the id_token or SAML response, once per login.
 
-    :param connector: the connector the login came through.
+    :param connector: the connector the login came through (of this plugin's type).
     :param payload: for OIDC, the verified id_token claims; for SAML, a mapping with
         ``name_id``, ``name_id_format``, ``issuer`` and ``attributes`` (attribute name to
         list of string values). Never contains unverified data.
-    :return: the claims, or ``None`` if ``connector.type`` is not this plugin's type
-        (the host then maps standard OIDC claims itself). Raise ``LoginRefused`` when a
-        required value (such as the subject) is missing.
+    :return: identity and groups as claims. Leave ``space_names``, ``space_roles``,
+        ``account_roles`` and ``timezone`` empty: the host reads them with the connector's
+        ``[connectors.provisioning]`` names (a value set here overrides the host's). For an
+        OIDC connector, ``None`` lets the host map the standard OIDC claims itself. Raise
+        ``LoginRefused`` when a required value (such as the subject) is missing.
 
-    Stops at first non-None result.
+    Routed to the plugin of ``connector.type`` only.
+
+    .. versionadded:: 0.1
+    .. versionchanged:: 0.2 routed by connector type; provisioning values read by the host.
     """
 
 
@@ -117,15 +135,18 @@ def transom_lookup_group_ids(
     Called before the login's database transaction opens, only for overage, only when the
     connector syncs groups.
 
-    :param connector: the connector the login came through.
+    :param connector: the connector the login came through (of this plugin's type).
     :param claims: the claims the plugin extracted.
     :param payload: the verified payload they came from.
     :param http: a synchronous ``httpx.Client`` to call the IdP's API with.
-    :return: every group id the user belongs to, or ``None`` if ``connector.type`` is not
-        this plugin's type. Raise ``UpstreamError`` when the IdP cannot be asked: the host
-        then changes no membership and lets the login succeed.
+    :return: every group id the user belongs to, or ``None`` when this plugin cannot
+        resolve an overage (memberships stay unchanged). Raise ``UpstreamError`` when the
+        IdP cannot be asked: the host then changes no membership and lets the login succeed.
 
-    Stops at first non-None result.
+    Routed to the plugin of ``connector.type`` only.
+
+    .. versionadded:: 0.1
+    .. versionchanged:: 0.2 routed by connector type.
     """
 
 
@@ -140,16 +161,20 @@ def transom_scim_normalize(
     """Rewrite an IdP's SCIM request body into plain RFC 7644 form.
 
     Called for every SCIM write request (``POST``, ``PUT``, ``PATCH``) before the host
-    parses it, once per connector of the token's account, in configuration order; each
-    connector sees the body the previous one returned. Pure: no I/O.
+    parses it, once per connector of the token's account, in configuration order, each
+    time on that connector's own plugin; each connector sees the body the previous one
+    returned. Connectors of other accounts, and plugins of types the account does not use,
+    never see the body. Pure: no I/O.
 
     :param connector: a connector of the account the SCIM token belongs to.
     :param resource_type: ``"User"`` or ``"Group"``.
     :param operation: ``"create"``, ``"replace"`` or ``"patch"``.
     :param body: the parsed JSON body (do not mutate it; return a new dict).
     :param headers: the request headers, lower-cased names.
-    :return: the normalised body, or ``None`` if ``connector.type`` is not this plugin's
-        type or nothing needs rewriting.
+    :return: the normalised body, or ``None`` if nothing needs rewriting.
 
-    Stops at first non-None result.
+    Routed to the plugin of ``connector.type`` only.
+
+    .. versionadded:: 0.1
+    .. versionchanged:: 0.2 routed by connector type.
     """

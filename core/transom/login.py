@@ -18,7 +18,8 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from transom import audit, directory
-from transom.connector import Claims, Connector, GroupsState, as_str_list
+from transom.attributes import with_provisioning_values
+from transom.connector import Claims, Connector, GroupsState
 from transom.errors import Conflict, ConnectorError, LoginRefused, TransomError
 from transom.models import (
     USER_ACTIVE,
@@ -83,9 +84,6 @@ def standard_oidc_claims(payload: Mapping[str, Any]) -> Claims:
         display_name=payload.get("name"),
         given_name=payload.get("given_name"),
         family_name=payload.get("family_name"),
-        timezone=payload.get("zoneinfo"),
-        space_names=tuple(as_str_list(payload.get("space_name"))),
-        space_roles=tuple(as_str_list(payload.get("space_role"))),
     )
 
 
@@ -98,6 +96,7 @@ def extract_claims(runtime: Runtime, connector: Connector, payload: Mapping[str,
     if not claims.subject:
         raise LoginRefused("the IdP sent no stable user identifier",
                            hint=f"check the subject/NameID settings of connector '{connector.id}'")
+    claims = with_provisioning_values(connector, payload, claims)
     return claims
 
 

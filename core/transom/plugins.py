@@ -137,11 +137,18 @@ def _check_hook_names(plugin: object, type_name: str) -> None:
 
 
 class PluginHost:
-    """The typed facade over pluggy: the only caller of ``pm.hook``."""
+    """The typed facade over pluggy: the only caller of ``pm.hook``.
+
+    Every per-connector hook is routed by ``connector.type``: it runs on the core's
+    fail-closed wrappers plus the one plugin registered for that type, never on another
+    type's plugin. A plugin therefore only ever sees its own connectors, and a careless or
+    hostile plugin cannot answer for anyone else's.
+    """
 
     def __init__(self, pm: pluggy.PluginManager, types: Mapping[str, ConnectorType]) -> None:
         self._pm = pm
         self.types: dict[str, ConnectorType] = dict(types)
+        self._callers: dict[tuple[str, str], pluggy.HookCaller] = {}
 
     @classmethod
     def load(
@@ -165,34 +172,12 @@ class PluginHost:
 
         pm = pluggy.PluginManager(hookspecs.PROJECT)
         pm.add_hookspecs(hookspecs)
-        pm.register(_FailClosed(), name="transom-core-guards")
+        pm.register(_FailClosed(), name=_GUARDS)
         for type_name in enabled:
-            if type_name in extra:
-                plugin = extra[type_name]
-            else:
-                candidates = by_name.get(type_name, [])
-                distinct = {(ep.value, _dist_name(ep)) for ep in candidates}
-                if not candidates:
-                    raise ConfigError(
-                        f"connector type '{type_name}' is not installed: no entry point "
-                        f"'{type_name}' in group '{ENTRY_POINT_GROUP}' (is its plugin installed?)"
-                    )
-                if len(distinct) > 1:
-                    owners = ", ".join(sorted(f"{d} ({v})" for v, d in distinct))
-                    raise ConfigError(
-                        f"connector type '{type_name}' is provided by more than one package: "
-                        f"{owners}; uninstall all but one"
-                    )
-                try:
-                    plugin = candidates[0].load()
-                except Exception as exc:
-                    raise ConfigError(
-                        f"connector type '{type_name}': importing {candidates[0].value} "
-                        f"failed: {type(exc).__name__}: {exc}"
-                    ) from exc
+            plugin = extra[type_name] if type_name in extra else _load_entry_point(type_name, by_name)
             _check_hook_names(plugin, type_name)
             try:
-                pm.register(plugin, name=f"transom-connector-{type_name}")
+                pm.register(plugin, name=_plugin_name(type_name))
             except (ValueError, pluggy.PluginValidationError) as exc:
                 raise ConfigError(f"connector type '{type_name}': {_one_line(exc)}") from exc
         try:
@@ -200,30 +185,52 @@ class PluginHost:
         except pluggy.PluginValidationError as exc:
             raise ConfigError(f"invalid plugin: {_one_line(exc)}") from exc
 
-        types: dict[str, ConnectorType] = {}
+        host = cls(pm, {})
+        for type_name in enabled:
+            host.types[type_name] = host._describe(type_name)
+        return host
+
+    def _describe(self, type_name: str) -> ConnectorType:
+        """Ask the plugin registered as ``type_name`` (and only it) what it provides."""
         try:
-            declared = pm.hook.transom_connector_type()
+            declared = self._caller("transom_connector_type", type_name)()
         except TransomError as exc:
-            raise ConfigError(f"a connector plugin failed to describe itself: {exc}") from exc
+            raise ConfigError(f"connector type '{type_name}': its plugin failed to describe itself: {exc}") from exc
         for ct in declared:
             if not isinstance(ct, ConnectorType):
                 raise ConfigError(
-                    f"a connector plugin returned {type(ct).__name__} from "
+                    f"connector type '{type_name}': its plugin returned {type(ct).__name__} from "
                     "transom_connector_type, expected ConnectorType"
                 )
-            types[ct.name] = ct
-        for type_name in enabled:
-            if type_name not in types:
-                raise ConfigError(
-                    f"plugin registered as connector type '{type_name}' does not declare that "
-                    f"type in transom_connector_type (declared: {', '.join(sorted(types)) or 'none'})"
-                )
-        return cls(pm, types)
+        names = [ct.name for ct in declared]
+        if names != [type_name]:
+            raise ConfigError(
+                f"plugin registered as connector type '{type_name}' does not declare that type in "
+                f"transom_connector_type (declared: {', '.join(sorted(names)) or 'none'})"
+            )
+        found: ConnectorType = declared[0]
+        return found
+
+    def _caller(self, hook: str, type_name: str) -> pluggy.HookCaller:
+        """The hook as seen by the core's wrappers and the plugin of ``type_name`` alone."""
+        key = (hook, type_name)
+        caller = self._callers.get(key)
+        if caller is None:
+            own = _plugin_name(type_name)
+            others = [
+                plugin for name, plugin in self._pm.list_name_plugin()
+                if name != own and name != _GUARDS and plugin is not None
+            ]
+            # subset_hook_caller shares the real hook's implementations minus ``others``;
+            # with nobody to remove, the full caller is already the subset.
+            caller = self._pm.subset_hook_caller(hook, others) if others else getattr(self._pm.hook, hook)
+            self._callers[key] = caller
+        return caller
 
     # -- typed hook calls ---------------------------------------------------------------
 
     def oidc_provider(self, connector: Connector) -> OidcProvider:
-        result = self._pm.hook.transom_oidc_provider(connector=connector)
+        result = self._caller("transom_oidc_provider", connector.type)(connector=connector)
         if not isinstance(result, OidcProvider):
             raise ConnectorError(
                 f"connector '{connector.id}' (type {connector.type}) provides no OIDC provider"
@@ -231,7 +238,7 @@ class PluginHost:
         return result
 
     def saml_idp(self, connector: Connector) -> SamlIdp:
-        result = self._pm.hook.transom_saml_idp(connector=connector)
+        result = self._caller("transom_saml_idp", connector.type)(connector=connector)
         if not isinstance(result, SamlIdp):
             raise ConnectorError(
                 f"connector '{connector.id}' (type {connector.type}) provides no SAML IdP"
@@ -239,7 +246,7 @@ class PluginHost:
         return result
 
     def extract_claims(self, connector: Connector, payload: Mapping[str, Any]) -> Claims | None:
-        result = self._pm.hook.transom_extract_claims(connector=connector, payload=payload)
+        result = self._caller("transom_extract_claims", connector.type)(connector=connector, payload=payload)
         if result is not None and not isinstance(result, Claims):
             raise ConnectorError(f"connector '{connector.id}' returned invalid claims")
         return result
@@ -247,7 +254,7 @@ class PluginHost:
     def lookup_group_ids(
         self, connector: Connector, claims: Claims, payload: Mapping[str, Any], http: httpx.Client
     ) -> list[str] | None:
-        result = self._pm.hook.transom_lookup_group_ids(
+        result = self._caller("transom_lookup_group_ids", connector.type)(
             connector=connector, claims=claims, payload=payload, http=http
         )
         if result is None:
@@ -265,7 +272,7 @@ class PluginHost:
         body: Mapping[str, Any],
         headers: Mapping[str, str],
     ) -> dict[str, Any] | None:
-        result = self._pm.hook.transom_scim_normalize(
+        result = self._caller("transom_scim_normalize", connector.type)(
             connector=connector,
             resource_type=resource_type,
             operation=operation,
@@ -275,6 +282,36 @@ class PluginHost:
         if result is not None and not isinstance(result, dict):
             raise ConnectorError(f"connector '{connector.id}' returned an invalid SCIM body")
         return result
+
+
+_GUARDS = "transom-core-guards"
+
+
+def _plugin_name(type_name: str) -> str:
+    return f"transom-connector-{type_name}"
+
+
+def _load_entry_point(type_name: str, by_name: Mapping[str, list[metadata.EntryPoint]]) -> object:
+    candidates = by_name.get(type_name, [])
+    distinct = {(ep.value, _dist_name(ep)) for ep in candidates}
+    if not candidates:
+        raise ConfigError(
+            f"connector type '{type_name}' is not installed: no entry point "
+            f"'{type_name}' in group '{ENTRY_POINT_GROUP}' (is its plugin installed?)"
+        )
+    if len(distinct) > 1:
+        owners = ", ".join(sorted(f"{d} ({v})" for v, d in distinct))
+        raise ConfigError(
+            f"connector type '{type_name}' is provided by more than one package: "
+            f"{owners}; uninstall all but one"
+        )
+    try:
+        return candidates[0].load()
+    except Exception as exc:
+        raise ConfigError(
+            f"connector type '{type_name}': importing {candidates[0].value} "
+            f"failed: {type(exc).__name__}: {exc}"
+        ) from exc
 
 
 def _one_line(exc: Exception) -> str:

@@ -93,59 +93,43 @@ def transom_connector_type() -> ConnectorType:
 
 
 @hookimpl
-def transom_oidc_provider(connector: Connector) -> OidcProvider | None:
-    if connector.type != TYPE or connector.protocol != "oidc":
+def transom_oidc_provider(connector: Connector[AzureAdSettings]) -> OidcProvider | None:
+    if connector.protocol != "oidc":
         return None
     from transom_azure_ad import oidc
 
-    settings = connector.settings
-    assert isinstance(settings, AzureAdSettings)
-    return oidc.oidc_provider(settings)
+    return oidc.oidc_provider(connector.settings)
 
 
 @hookimpl
-def transom_extract_claims(connector: Connector, payload: Mapping[str, Any]) -> Claims | None:
-    if connector.type != TYPE:
-        return None
+def transom_extract_claims(connector: Connector[AzureAdSettings], payload: Mapping[str, Any]) -> Claims:
     if connector.protocol == "oidc":
         from transom_azure_ad import oidc
 
         return oidc.claims(connector, payload)
-    return _saml_claims(connector, payload)
+    from transom_azure_ad import saml  # SAML claims mapping (docs/idp-entra.md)
 
-
-def _saml_claims(connector: Connector, payload: Mapping[str, Any]) -> Claims | None:
-    """SAML claims mapping (``saml.py``, docs/idp-entra.md)."""
-    from transom_azure_ad import saml
-
-    settings = connector.settings
-    assert isinstance(settings, AzureAdSettings)
-    return saml.claims(connector, settings, payload)
+    return saml.claims(connector, connector.settings, payload)
 
 
 @hookimpl
-def transom_saml_idp(connector: Connector) -> SamlIdp | None:
-    if connector.type != TYPE or connector.protocol != "saml":
+def transom_saml_idp(connector: Connector[AzureAdSettings]) -> SamlIdp | None:
+    if connector.protocol != "saml":
         return None
     from transom_azure_ad import saml
 
-    settings = connector.settings
-    assert isinstance(settings, AzureAdSettings)
-    return saml.saml_idp(settings)
+    return saml.saml_idp(connector.settings)
 
 
 @hookimpl
 def transom_lookup_group_ids(
-    connector: Connector, payload: Mapping[str, Any], http: httpx.Client
-) -> list[str] | None:
+    connector: Connector[AzureAdSettings], payload: Mapping[str, Any], http: httpx.Client
+) -> list[str]:
     """Groups overage: the complete list from Microsoft Graph (``graph.py``)."""
-    if connector.type != TYPE:
-        return None
     from transom.errors import UpstreamError
     from transom_azure_ad import graph
 
     settings = connector.settings
-    assert isinstance(settings, AzureAdSettings)
     if not settings.client_id or settings.client_secret is None:
         raise UpstreamError(
             f"connector '{connector.id}' has no client_id/client_secret, which Microsoft Graph "
@@ -161,12 +145,8 @@ def transom_lookup_group_ids(
 
 
 @hookimpl
-def transom_scim_normalize(
-    connector: Connector, resource_type: str, operation: str, body: Mapping[str, Any], headers: Mapping[str, str]
-) -> dict[str, Any] | None:
+def transom_scim_normalize(resource_type: str, operation: str, body: Mapping[str, Any]) -> dict[str, Any] | None:
     """Entra ID's SCIM dialect -> RFC 7644 (transom_azure_ad.scim)."""
-    if connector.type != TYPE:
-        return None
     from transom_azure_ad import scim
 
     return scim.normalize(resource_type=resource_type, operation=operation, body=body)

@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from transom.connector import Claims, Connector, GroupsClaim, OidcProvider, as_str_list, claim_values
+from transom.connector import Claims, Connector, GroupsClaim, OidcProvider, as_str_list
 from transom.errors import LoginRefused
 
 if TYPE_CHECKING:
@@ -103,8 +103,6 @@ def claims(connector: Connector, payload: Mapping[str, Any]) -> Claims:
             hint=f"the Entra id_token has no {missing} claim; request the 'profile' scope (Transom keys "
             "users on tid + oid, never on e-mail or UPN)",
         )
-    provisioning = connector.provisioning
-    timezone = claim_values(payload, provisioning.timezone_attribute)
     return Claims(
         subject=f"{tid}:{oid}",
         email=_text(payload, "email"),
@@ -114,9 +112,5 @@ def claims(connector: Connector, payload: Mapping[str, Any]) -> Claims:
         display_name=_text(payload, "name"),
         given_name=_text(payload, "given_name"),
         family_name=_text(payload, "family_name"),
-        timezone=timezone[0] if timezone else None,
-        space_names=claim_values(payload, provisioning.space_attribute),
-        space_roles=claim_values(payload, provisioning.role_attribute),
-        account_roles=claim_values(payload, provisioning.account_role_attribute),
         groups=groups_claim(payload),
     )

@@ -91,7 +91,6 @@ def claims(connector: Connector, settings: AzureAdSettings, payload: Mapping[str
             hint=f"connector '{connector.id}' accepts tenant(s) {', '.join(allowed_tenants(settings))}; "
             "the assertion came from another tenant (use the tenant GUID in tenant_id / allowed_tenants)",
         )
-    provisioning = connector.provisioning
     return Claims(
         subject=f"{tid}:{oid}",
         email=saml_first_value(payload, EMAIL),
@@ -101,10 +100,5 @@ def claims(connector: Connector, settings: AzureAdSettings, payload: Mapping[str
         display_name=saml_first_value(payload, DISPLAY_NAME),
         given_name=saml_first_value(payload, GIVEN_NAME),
         family_name=saml_first_value(payload, SURNAME),
-        timezone=saml_first_value(payload, provisioning.timezone_attribute),
-        space_names=tuple(saml_attribute_values(payload, provisioning.space_attribute)),
-        space_roles=tuple(saml_attribute_values(payload, provisioning.role_attribute)),
-        account_roles=tuple(saml_attribute_values(payload, provisioning.account_role_attribute))
-        if provisioning.account_role_attribute else (),
         groups=groups_claim(payload),
     )

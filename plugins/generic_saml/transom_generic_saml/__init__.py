@@ -50,20 +50,12 @@ def transom_connector_type() -> ConnectorType:
 
 
 @hookimpl
-def transom_saml_idp(connector: Connector) -> SamlIdp | None:
-    if connector.type != TYPE:
-        return None
-    settings = connector.settings
-    assert isinstance(settings, GenericSamlSettings)
-    return settings.saml_idp(name_id_format=settings.name_id_format)
+def transom_saml_idp(connector: Connector[GenericSamlSettings]) -> SamlIdp:
+    return connector.settings.saml_idp(name_id_format=connector.settings.name_id_format)
 
 
 @hookimpl
-def transom_extract_claims(connector: Connector, payload: Mapping[str, Any]) -> Claims | None:
-    if connector.type != TYPE:
-        return None
+def transom_extract_claims(connector: Connector[GenericSamlSettings], payload: Mapping[str, Any]) -> Claims:
     from transom_generic_saml import claims
 
-    settings = connector.settings
-    assert isinstance(settings, GenericSamlSettings)
-    return claims.claims(connector, settings, payload)
+    return claims.claims(connector, connector.settings, payload)

@@ -50,7 +50,6 @@ def subject(connector: Connector, settings: GenericSamlSettings, payload: Mappin
 
 def claims(connector: Connector, settings: GenericSamlSettings, payload: Mapping[str, Any]) -> Claims:
     names = settings.attributes
-    provisioning = connector.provisioning
     name_id = payload.get("name_id") if isinstance(payload.get("name_id"), str) else None
     email = saml_first_value(payload, names.email)
     if email is None and name_id and payload.get("name_id_format") == EMAIL_FORMAT:
@@ -66,10 +65,5 @@ def claims(connector: Connector, settings: GenericSamlSettings, payload: Mapping
         display_name=saml_first_value(payload, names.display_name),
         given_name=saml_first_value(payload, names.given_name),
         family_name=saml_first_value(payload, names.family_name),
-        timezone=saml_first_value(payload, provisioning.timezone_attribute),
-        space_names=tuple(saml_attribute_values(payload, provisioning.space_attribute)),
-        space_roles=tuple(saml_attribute_values(payload, provisioning.role_attribute)),
-        account_roles=tuple(saml_attribute_values(payload, provisioning.account_role_attribute))
-        if provisioning.account_role_attribute else (),
         groups=groups,
     )

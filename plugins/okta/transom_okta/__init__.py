@@ -77,54 +77,37 @@ def transom_connector_type() -> ConnectorType:
 
 
 @hookimpl
-def transom_oidc_provider(connector: Connector) -> OidcProvider | None:
-    if connector.type != TYPE or connector.protocol != "oidc":
+def transom_oidc_provider(connector: Connector[OktaSettings]) -> OidcProvider | None:
+    if connector.protocol != "oidc":
         return None
     from transom_okta import oidc
 
-    settings = connector.settings
-    assert isinstance(settings, OktaSettings)
-    return oidc.oidc_provider(connector, settings)
+    return oidc.oidc_provider(connector, connector.settings)
 
 
 @hookimpl
-def transom_extract_claims(connector: Connector, payload: Mapping[str, Any]) -> Claims | None:
-    if connector.type != TYPE:
-        return None
-    settings = connector.settings
-    assert isinstance(settings, OktaSettings)
+def transom_extract_claims(connector: Connector[OktaSettings], payload: Mapping[str, Any]) -> Claims:
     if connector.protocol == "oidc":
         from transom_okta import oidc
 
-        return oidc.claims(connector, settings, payload)
-    return _saml_claims(connector, settings, payload)
+        return oidc.claims(connector, connector.settings, payload)
+    from transom_okta import saml  # SAML attribute mapping (docs/idp-okta.md)
 
-
-def _saml_claims(connector: Connector, settings: OktaSettings, payload: Mapping[str, Any]) -> Claims | None:
-    """SAML attribute mapping (``saml.py``, docs/idp-okta.md)."""
-    from transom_okta import saml
-
-    return saml.claims(connector, settings, payload)
+    return saml.claims(connector, connector.settings, payload)
 
 
 @hookimpl
-def transom_saml_idp(connector: Connector) -> SamlIdp | None:
-    if connector.type != TYPE or connector.protocol != "saml":
+def transom_saml_idp(connector: Connector[OktaSettings]) -> SamlIdp | None:
+    if connector.protocol != "saml":
         return None
     from transom_okta import saml
 
-    settings = connector.settings
-    assert isinstance(settings, OktaSettings)
-    return saml.saml_idp(settings)
+    return saml.saml_idp(connector.settings)
 
 
 @hookimpl
-def transom_scim_normalize(
-    connector: Connector, resource_type: str, operation: str, body: Mapping[str, Any], headers: Mapping[str, str]
-) -> dict[str, Any] | None:
+def transom_scim_normalize(resource_type: str, operation: str, body: Mapping[str, Any]) -> dict[str, Any] | None:
     """Okta's SCIM dialect -> RFC 7644 (transom_okta.scim)."""
-    if connector.type != TYPE:
-        return None
     from transom_okta import scim
 
     return scim.normalize(resource_type=resource_type, operation=operation, body=body)

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from transom.connector import Claims, Connector, GroupsClaim, OidcProvider, as_str_list, claim_values
+from transom.connector import Claims, Connector, GroupsClaim, OidcProvider, as_str_list
 from transom.errors import LoginRefused
 
 if TYPE_CHECKING:
@@ -76,8 +76,6 @@ def claims(connector: Connector, settings: OktaSettings, payload: Mapping[str, A
                            hint="the Okta id_token has no sub claim")
     groups_value = payload.get(settings.groups_claim)
     groups = GroupsClaim.absent() if groups_value is None else GroupsClaim.present(as_str_list(groups_value))
-    provisioning = connector.provisioning
-    timezone = claim_values(payload, provisioning.timezone_attribute) or claim_values(payload, "zoneinfo")
     return Claims(
         subject=sub,
         email=_text(payload, "email"),
@@ -87,9 +85,5 @@ def claims(connector: Connector, settings: OktaSettings, payload: Mapping[str, A
         display_name=_text(payload, "name"),
         given_name=_text(payload, "given_name"),
         family_name=_text(payload, "family_name"),
-        timezone=timezone[0] if timezone else None,
-        space_names=claim_values(payload, provisioning.space_attribute),
-        space_roles=claim_values(payload, provisioning.role_attribute),
-        account_roles=claim_values(payload, provisioning.account_role_attribute),
         groups=groups,
     )

@@ -51,7 +51,6 @@ def subject(connector: Connector, payload: Mapping[str, Any]) -> str:
 
 
 def claims(connector: Connector, settings: OktaSettings, payload: Mapping[str, Any]) -> Claims:
-    provisioning = connector.provisioning
     user_key = subject(connector, payload)
     name_id = str(payload.get("name_id", "")).strip()
     email = saml_first_value(payload, settings.email_attribute)
@@ -69,10 +68,5 @@ def claims(connector: Connector, settings: OktaSettings, payload: Mapping[str, A
         display_name=saml_first_value(payload, settings.display_name_attribute),
         given_name=saml_first_value(payload, settings.given_name_attribute),
         family_name=saml_first_value(payload, settings.family_name_attribute),
-        timezone=saml_first_value(payload, provisioning.timezone_attribute),
-        space_names=tuple(saml_attribute_values(payload, provisioning.space_attribute)),
-        space_roles=tuple(saml_attribute_values(payload, provisioning.role_attribute)),
-        account_roles=tuple(saml_attribute_values(payload, provisioning.account_role_attribute))
-        if provisioning.account_role_attribute else (),
         groups=groups,
     )
