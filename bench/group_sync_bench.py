@@ -36,9 +36,9 @@ from timing import p95
 from transom import directory
 from transom.db import Database
 from transom.groups import sync_user_groups
-from transom.login import LoginTrace
 from transom.migrate import upgrade
 from transom.models import Base, Group, GroupMembership, User
+from transom.trace import LoginTrace
 
 BACKGROUND_USERS = 300
 

@@ -36,10 +36,10 @@ from timing import p95
 from transom import directory
 from transom.connector import Claims, Connector, ProvisioningSettings
 from transom.db import Database
-from transom.login import LoginTrace
 from transom.migrate import upgrade
 from transom.models import Account, Base, User
 from transom.provisioning import apply_login_provisioning, plan_space_roles
+from transom.trace import LoginTrace
 
 ROLES = ["Space Admin", "Space Developer", "Space Member"]
 

@@ -13,7 +13,10 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import httpx
 from oidc_support import (
+    ENTRA_CLIENT,
+    SECRET,
     build,
     entra_claims,
     entra_connector,
@@ -30,8 +33,10 @@ from transom import directory
 from transom.explain import UNVERIFIED, VERIFIED, explain, read_id_token, read_saml_response
 from transom.models import AuditEvent, ExternalIdentity, GroupMembership, SpaceMembership, User
 from transom.runtime import Runtime
+from transom.testing.graph import FakeGraph
 from transom.testing.oidc import SigningKey
 from transom.testing.saml import FakeSamlIdp, encode
+from transom_azure_ad import graph
 
 
 def table_counts(runtime: Runtime) -> dict[str, int]:
@@ -187,7 +192,7 @@ def test_cli_offline_says_unverified_loudly_and_json_is_pure(tmp_path: Path, dat
 
 
 def test_the_dry_run_session_cannot_commit(make_runtime: Any) -> None:
-    from transom.explain import rolled_back
+    from transom.login import rolled_back
 
     fake = okta_org_fake()
     runtime = build(make_runtime, fake, okta_connector())
@@ -254,3 +259,54 @@ def test_expired_saml_response_is_unverified_but_readable_also_as_xml(make_runti
     assert "expired" in report["verification"]["detail"]
     assert report["received"]["attributes"]["space_name"] == ["DevOps"]
     assert report["rules"]["spaces"] == [{"space": "DevOps", "role": "Space Member"}]
+
+
+# -- IdP APIs are called only for a verified payload -------------------------------------------
+
+
+def _entra_with_graph(make_runtime: Any) -> tuple[Runtime, Any, FakeGraph]:
+    fake = entra_fake()
+    fake_graph = FakeGraph(authority="https://login.entra.test", client_id=ENTRA_CLIENT, client_secret=SECRET,
+                           page_size=100, fallback=fake.handle)
+    runtime: Runtime = make_runtime(connectors=[entra_connector(graph_url=fake_graph.graph_url)],
+                                    http=httpx.Client(transport=fake_graph.transport()))
+    with runtime.db.transaction() as db:
+        directory.create_account(db, name="acme")
+    setup(runtime)
+    oid = entra_claims()["oid"]
+    fake_graph.groups[oid] = ["0b1c2d3e-0000-4000-8000-00000000000a"]
+    return runtime, fake, fake_graph
+
+
+def _overage_claims() -> dict[str, Any]:
+    claims = entra_claims()
+    endpoint = f"https://graph.windows.net/{claims['tid']}/users/{claims['oid']}/getMemberObjects"
+    return {**claims, "_claim_names": {"groups": "src1"}, "_claim_sources": {"src1": {"endpoint": endpoint}}}
+
+
+def test_unverified_overage_token_never_reaches_the_idp_api(make_runtime: Any) -> None:
+    """A forged token claiming a groups overage must not make the host call Graph on its
+    behalf: the unverified dry run resolves groups from the payload alone and says why."""
+    graph.TOKENS.clear()
+    runtime, fake, fake_graph = _entra_with_graph(make_runtime)
+    forged = fake.id_token(_overage_claims(), nonce="n", key=SigningKey("key-1"))
+    report = explain(runtime, connector_id="acme-entra", id_token=forged)
+    assert report["verification"]["status"] == UNVERIFIED
+    assert report["extracted"]["groups"]["state"] == "overage"
+    assert fake_graph.graph_calls == 0 and fake_graph.token_calls == 0
+    assert any("not verified" in w for w in report["trace"]["warnings"])
+    assert report["login"]["outcome"] == "would create the user"
+    assert report["login"]["user_after"]["groups"] == []
+    graph.TOKENS.clear()
+
+
+def test_verified_overage_token_is_looked_up_in_the_dry_run(make_runtime: Any) -> None:
+    """The control of the test above: the same overage, verified, is resolved through Graph
+    (so a zero there means "not called", not "not set up")."""
+    graph.TOKENS.clear()
+    runtime, fake, fake_graph = _entra_with_graph(make_runtime)
+    report = explain(runtime, connector_id="acme-entra", id_token=fake.id_token(_overage_claims(), nonce="n"))
+    assert report["verification"]["status"] == VERIFIED
+    assert fake_graph.graph_calls >= 1
+    assert [g["name"] for g in report["login"]["user_after"]["groups"]] == ["Developers"]
+    graph.TOKENS.clear()

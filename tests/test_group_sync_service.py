@@ -1,4 +1,4 @@
-"""Group sync at the service level: ``sync_user_groups`` and ``complete_sso_login`` on a real
+"""Group sync at the service level: ``sync_user_groups`` and ``complete_login`` on a real
 database, with a minimal third-party plugin that declares group sync (the end-to-end tests
 through HTTP with the Okta and Azure plugins are in test_group_sync_http.py)."""
 
@@ -22,13 +22,18 @@ from transom.groups import (
     user_is_group_synced,
 )
 from transom.hookspecs import hookimpl
-from transom.login import LoginTrace, complete_sso_login
+from transom.login import complete_login
 from transom.models import AuditEvent, GroupMembership, User
 from transom.runtime import Runtime
+from transom.trace import LoginTrace
+from transom.verified import ProtocolFacts, verified_login
 
 GUID_A = "0b1c2d3e-0000-4000-8000-00000000000a"
 GUID_B = "0b1c2d3e-0000-4000-8000-00000000000b"
 GUID_C = "0b1c2d3e-0000-4000-8000-00000000000c"
+
+#: the protocol facts do not matter to the steps after verification
+FACTS = ProtocolFacts(protocol="oidc", issuer=None, subject=None)
 
 
 class _Settings(BaseModel):
@@ -125,7 +130,7 @@ def login(
     payload: dict[str, Any] = {"sub": sub, "email": email}
     if groups is not None:
         payload["groups"] = groups
-    return complete_sso_login(rt, connector=rt.connector(connector), payload=payload)
+    return complete_login(rt, verified_login(rt, rt.connector(connector), payload, facts=FACTS))
 
 
 def memberships(rt: Runtime, email: str = "ada@acme.example") -> dict[str, str]:
@@ -204,7 +209,7 @@ def test_guids_compare_case_insensitively_everything_else_exactly() -> None:
     assert [g.group_id for g in plan.to_add] == ["g1"]
 
 
-# -- through complete_sso_login ------------------------------------------------------------
+# -- through complete_login -----------------------------------------------------------------
 
 
 def test_add_remove_sequence_over_several_logins(rt: Runtime) -> None:

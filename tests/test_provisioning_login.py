@@ -1,4 +1,4 @@
-"""Provisioning through the login service: ``complete_sso_login`` with verified-claims
+"""Provisioning through the login service: ``complete_login`` with verified-claims
 payloads as the real azure_ad and okta plugins receive them, on a real database (SQLite, or
 PostgreSQL with TRANSOM_TEST_DATABASE_URL). The same rules through HTTP with fake IdPs that
 sign real tokens are in test_provisioning_http.py."""
@@ -13,12 +13,16 @@ from sqlalchemy import func, select
 
 from transom import directory
 from transom.errors import LoginRefused
-from transom.login import LoginResult, complete_sso_login
+from transom.login import LoginResult, complete_login
 from transom.models import AuditEvent, SpaceMembership, User
 from transom.runtime import Runtime
+from transom.verified import ProtocolFacts, verified_login
 
 TENANT = "72f988bf-86f1-41af-91ab-2d7cd011db47"
 ACCOUNT = "acme"
+
+#: the protocol facts do not matter to the steps after verification
+FACTS = ProtocolFacts(protocol="oidc", issuer=None, subject=None)
 
 
 def entra(cid: str = "entra", **provisioning: Any) -> dict[str, Any]:
@@ -71,7 +75,7 @@ def okta_payload(sub: str = "00u-ada", **claims: Any) -> dict[str, Any]:
 
 
 def login(rt: Runtime, cid: str, payload: dict[str, Any]) -> LoginResult:
-    return complete_sso_login(rt, connector=rt.connector(cid), payload=payload)
+    return complete_login(rt, verified_login(rt, rt.connector(cid), payload, facts=FACTS))
 
 
 def user_view(rt: Runtime, user_id: str) -> dict[str, Any]:

@@ -18,6 +18,7 @@ from transom import directory
 from transom.config import Config, bind_connectors, load_config
 from transom.db import Database
 from transom.errors import TransomError
+from transom.groups import user_is_group_synced
 from transom.migrate import upgrade
 from transom.plugins import PluginHost, installed_plugins
 
@@ -227,8 +228,6 @@ def groups_set_idp(ctx: Ctx, account: str, name: str, idp_identifier: str) -> No
 
 
 def _membership(ctx: Ctx, account: str, group_name: str, email: str, add: bool) -> str:
-    from transom.groups import user_is_group_synced
-
     config, _ = ctx.checked_config()
     with ctx.db() as db:
         acc = directory.get_account(db, name=account)

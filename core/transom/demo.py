@@ -39,6 +39,7 @@ from transom.errors import NotFound
 from transom.migrate import upgrade
 from transom.models import Account
 from transom.runtime import Runtime
+from transom.saml.endpoints import ACS_PATH, METADATA_PATH
 from transom.security import hash_password
 from transom.web.app import create_app
 
@@ -84,8 +85,6 @@ class DemoSite:
 
 def _sp_urls(base_url: str, connector_id: str) -> tuple[str, str]:
     """The SP entity ID and ACS URL the host derives for a SAML connector."""
-    from transom.saml import ACS_PATH, METADATA_PATH
-
     return (
         base_url + METADATA_PATH.format(connector_id=connector_id),
         base_url + ACS_PATH.format(connector_id=connector_id),

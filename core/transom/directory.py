@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 from transom import audit
 from transom.connector import Connector
 from transom.errors import BadRequest, Conflict, Forbidden, LoginRefused, NotFound, Unauthorized
+from transom.groups import canonical_group_id
 from transom.models import (
     ROLE_SCOPE_ACCOUNT,
     ROLE_SCOPE_SPACE,
@@ -138,7 +139,6 @@ def get_role(session: Session, *, account: Account, scope: str, name: str) -> Ro
 def _clean_identifier(idp_identifier: str | None) -> str | None:
     # Compared exactly as the IdP sends it; only surrounding blanks (copy/paste) are dropped
     # and a GUID is lower-cased, as the sync does with received ids (docs/group-sync.md).
-    from transom.groups import canonical_group_id
 
     if idp_identifier is None:
         return None

@@ -6,9 +6,13 @@ tab) or the SAMLResponse (from a SAML tracer) into a file. Explain then:
 1. verifies it with the core's own checks (``oidc.verify_id_token`` / ``saml.verify_saml_response``)
    when it can, and otherwise says **UNVERIFIED** loudly and why;
 2. shows the claims received and the :class:`~transom.connector.Claims` the plugin extracted;
-3. runs the real login code (find/link/create the user, provisioning, group sync) inside a
-   database transaction that is always rolled back (a guard refuses any commit), and reports
-   the changes as the audit events the login would write, the trace, and the user afterwards.
+3. runs the login pipeline's public dry run (:func:`transom.login.preview_login`, the same
+   code as ``complete_login`` in a transaction that is always rolled back; a guard refuses
+   any commit), and reports the changes as the audit events the login would write, the
+   trace, and the user afterwards.
+
+An UNVERIFIED payload goes through :func:`transom.login.preview_unverified` instead, which
+never calls an IdP API (no Graph overage lookup on behalf of a payload nobody verified).
 
 Decisions (docs/explain.md): time checks are reported, not fatal (a captured token is usually
 expired by the time someone explains it); the OIDC nonce cannot be checked (there is no
@@ -25,34 +29,27 @@ import logging
 import sys
 import time
 import urllib.parse
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any, NoReturn, Protocol
 
 import click
-from sqlalchemy import event, select
 from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.orm import Session
 
-from transom import directory
+from transom import oidc, saml
 from transom.config import Config
 from transom.connector import Claims, Connector
-from transom.errors import BadRequest, LoginRefused, TransomError, UpstreamError
-from transom.login import LoginTrace, extract_claims, resolve_groups
-from transom.models import AuditEvent, User
-from transom.provisioning import preview_provisioning
+from transom.errors import BadRequest, TransomError, UpstreamError
+from transom.login import LoginPreview, preview_login, preview_unverified
+from transom.provisioning import LoginPreview as ProvisioningPreview
 from transom.runtime import Runtime
+from transom.verified import ProtocolFacts, verified_login
 
 VERIFIED = "verified"
 UNVERIFIED = "UNVERIFIED"
 #: a pasted token or response bigger than this is not one
 MAX_INPUT_BYTES = 1024 * 1024
-
-
-class _CommitRefused(RuntimeError):
-    pass
 
 
 # -- reading the input ----------------------------------------------------------------------
@@ -105,12 +102,10 @@ def read_saml_response(text: str) -> str:
 # -- verification ---------------------------------------------------------------------------
 
 
-def verify_oidc(runtime: Runtime, connector: Connector, token: str) -> tuple[dict[str, Any], dict[str, Any]]:
+def inspect_id_token(runtime: Runtime, connector: Connector, token: str) -> tuple[dict[str, Any], dict[str, Any]]:
     """Returns (verification report, claims). Signature, issuer, audience and tenant are
     checked by ``oidc.verify_id_token`` as at the token's issue time; the time checks are
     then repeated for now and reported separately."""
-    from transom import oidc
-
     header, unverified = decode_jwt_unverified(token)
     report: dict[str, Any] = {"header": header}
     nonce = unverified.get("nonce") if isinstance(unverified.get("nonce"), str) else None
@@ -141,11 +136,11 @@ def verify_oidc(runtime: Runtime, connector: Connector, token: str) -> tuple[dic
     return report, claims
 
 
-def verify_saml(runtime: Runtime, connector: Connector, saml_response: str) -> tuple[dict[str, Any], dict[str, Any]]:
+def inspect_saml_response(
+    runtime: Runtime, connector: Connector, saml_response: str
+) -> tuple[dict[str, Any], dict[str, Any]]:
     """Returns (verification report, SAML payload). A response that fails any check (often
     just its age) is decoded without verification, and says so."""
-    from transom import saml
-
     report: dict[str, Any] = {}
     try:
         verified = saml.verify_saml_response(runtime, connector, saml_response)
@@ -193,24 +188,6 @@ def _refusal(exc: TransomError) -> str:
 # -- the dry run ----------------------------------------------------------------------------
 
 
-@contextmanager
-def rolled_back(runtime: Runtime) -> Iterator[Session]:
-    """A session whose transaction is always rolled back; a commit raises."""
-
-    def refuse(session: Session) -> None:
-        # Savepoints (create_user's begin_nested) release into the outer transaction: fine.
-        if session.get_nested_transaction() is None:
-            raise _CommitRefused("transom explain never commits")
-
-    with runtime.db.sessions() as db:
-        event.listen(db, "before_commit", refuse)
-        db.begin()
-        try:
-            yield db
-        finally:
-            db.rollback()
-
-
 def claims_json(claims: Claims) -> dict[str, Any]:
     data = asdict(claims)
     data["groups"] = {
@@ -223,41 +200,45 @@ def claims_json(claims: Claims) -> dict[str, Any]:
     return data
 
 
-def dry_run_login(runtime: Runtime, connector: Connector, payload: Mapping[str, Any]) -> dict[str, Any]:
-    """Extract claims and run the login transaction, rolled back. Never writes."""
-    from transom.login import _login_transaction  # the real transaction body, not a copy
+def _facts(connector: Connector, payload: Mapping[str, Any]) -> ProtocolFacts:
+    if connector.protocol == "saml":
+        return ProtocolFacts(protocol="saml", issuer=payload.get("issuer"), subject=payload.get("name_id"),
+                             session_index=payload.get("session_index"),
+                             name_id_format=payload.get("name_id_format"))
+    return ProtocolFacts(protocol="oidc", issuer=payload.get("iss"), subject=payload.get("sub"))
 
-    trace = LoginTrace()
-    claims = extract_claims(runtime, connector, payload)
-    groups = resolve_groups(runtime, connector, claims, payload, trace)
-    out: dict[str, Any] = {"extracted": claims_json(claims)}
-    with rolled_back(runtime) as db:
-        try:
-            account = directory.get_account(db, name=connector.account)
-            out["rules"] = _rules_json(preview_provisioning(db, account=account, connector=connector, claims=claims))
-        except TransomError as exc:
-            out["rules"] = {"error": _refusal(exc)}
-        recorded: list[AuditEvent] = []
-        event.listen(
-            db, "transient_to_pending", lambda _s, obj: recorded.append(obj) if isinstance(obj, AuditEvent) else None
-        )
-        try:
-            result = _login_transaction(db, connector=connector, claims=claims, groups=groups, trace=trace)
-        except LoginRefused as exc:
-            out["login"] = {"outcome": "refused", "reason": _refusal(exc)}
-        else:
-            db.flush()
-            user = db.scalars(select(User).where(User.account_id == result.account_id, User.id == result.user_id)).one()
-            out["login"] = {
-                "outcome": "would create the user" if result.created else "would log in the user",
-                "user_after": directory.user_json(db, user=user),
-            }
-        out["changes"] = [{"action": e.action, "details": e.details} for e in recorded if e.action != "login.sso"]
-    out["trace"] = {"notes": trace.notes, "warnings": trace.warnings}
+
+def dry_run_login(
+    runtime: Runtime, connector: Connector, payload: Mapping[str, Any], *, verified: bool
+) -> dict[str, Any]:
+    """The login pipeline's dry run for this payload, as report fields. Never writes; an
+    IdP API is called only when ``verified`` (the signature checked out)."""
+    if verified:
+        preview = preview_login(runtime, verified_login(runtime, connector, payload, facts=_facts(connector, payload)))
+    else:
+        preview = preview_unverified(runtime, connector, payload)
+    return _preview_json(preview)
+
+
+def _preview_json(preview: LoginPreview) -> dict[str, Any]:
+    out: dict[str, Any] = {"extracted": claims_json(preview.claims)}
+    if preview.provisioning is not None:
+        out["rules"] = _rules_json(preview.provisioning)
+    elif preview.provisioning_error is not None:
+        out["rules"] = {"error": _refusal(preview.provisioning_error)}
+    if preview.refused is not None:
+        out["login"] = {"outcome": "refused", "reason": _refusal(preview.refused)}
+    elif preview.result is not None:
+        out["login"] = {
+            "outcome": "would create the user" if preview.result.created else "would log in the user",
+            "user_after": preview.user_after,
+        }
+    out["changes"] = [{"action": action, "details": details} for action, details in preview.changes]
+    out["trace"] = {"notes": preview.trace.notes, "warnings": preview.trace.warnings}
     return out
 
 
-def _rules_json(preview: Any) -> dict[str, Any]:
+def _rules_json(preview: ProvisioningPreview) -> dict[str, Any]:
     return {
         "spaces": [{"space": a.space, "role": a.role} for a in preview.spaces.assignments],
         "spaces_origin": preview.spaces.origin,
@@ -278,12 +259,12 @@ def explain(
     if id_token is not None:
         if connector.protocol != "oidc":
             raise BadRequest(f"connector '{connector.id}' speaks {connector.protocol}; use --saml-response")
-        verification, payload = verify_oidc(runtime, connector, read_id_token(id_token))
+        verification, payload = inspect_id_token(runtime, connector, read_id_token(id_token))
     else:
         assert saml_response is not None
         if connector.protocol != "saml":
             raise BadRequest(f"connector '{connector.id}' speaks {connector.protocol}; use --id-token")
-        verification, payload = verify_saml(runtime, connector, read_saml_response(saml_response))
+        verification, payload = inspect_saml_response(runtime, connector, read_saml_response(saml_response))
     report: dict[str, Any] = {
         "connector": {
             "id": connector.id,
@@ -295,7 +276,7 @@ def explain(
         "received": payload,
     }
     try:
-        report.update(dry_run_login(runtime, connector, payload))
+        report.update(dry_run_login(runtime, connector, payload, verified=verification["status"] == VERIFIED))
     except TransomError as exc:
         report["login"] = {"outcome": "refused", "reason": _refusal(exc)}
     return report

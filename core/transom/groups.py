@@ -16,7 +16,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, NamedTuple, cast
+from typing import Any, NamedTuple, cast
 
 from sqlalchemy import (
     ColumnElement,
@@ -38,9 +38,7 @@ from sqlalchemy.orm import Session
 from transom import audit
 from transom.connector import Connector
 from transom.models import SOURCE_IDP, SOURCE_MANUAL, ExternalIdentity, Group, GroupMembership, User
-
-if TYPE_CHECKING:
-    from transom.login import LoginTrace
+from transom.trace import LoginTrace
 
 #: canonical text form of a GUID (Entra object ids); hex digits in either case
 _GUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")

@@ -1,57 +1,57 @@
-"""Completing an SSO login once the protocol layer (``oidc.py`` / ``saml.py``) has verified
-the IdP's payload: claims, group lookup, then one database transaction that finds, links or
-creates the user, applies the provisioning rules, syncs groups and writes the audit trail.
+"""The login pipeline after protocol verification, the same for OIDC and SAML:
 
-Network calls (the overage group lookup) happen before the transaction opens, never while
-it holds the SQLite write lock.
+    route -> verify_oidc / verify_saml -> VerifiedLogin -> complete_login -> session
+
+:func:`complete_login` takes a :class:`~transom.verified.VerifiedLogin` (claims already
+mapped by the verify step), resolves the groups (an overage is looked up through the IdP's
+API, before any transaction opens, so a network call never holds the SQLite write lock),
+then runs ONE transaction that finds, links or creates the user, applies the provisioning
+rules, syncs groups, writes the audit trail and starts the browser session.
+
+:func:`preview_login` and :func:`preview_unverified` run the very same steps in a
+transaction that is always rolled back (``transom explain``). Only a ``VerifiedLogin`` can
+reach an IdP API: the unverified preview resolves groups from the payload alone.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import event, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from transom import audit, directory
-from transom.attributes import with_provisioning_values
 from transom.connector import Claims, Connector, GroupsState
-from transom.errors import Conflict, ConnectorError, LoginRefused, TransomError
+from transom.errors import ConfigError, Conflict, LoginRefused, TransomError
+from transom.groups import sync_user_groups
 from transom.models import (
     USER_ACTIVE,
     USER_DEPROVISIONED,
     USER_PENDING,
     Account,
+    AuditEvent,
     ExternalIdentity,
     User,
     utcnow,
 )
+from transom.provisioning import LoginPreview as ProvisioningPreview
+from transom.provisioning import apply_login_provisioning, preview_provisioning
 from transom.runtime import Runtime
+from transom.sessions import start_session
+from transom.trace import LoginTrace
+from transom.verified import VerifiedLogin, map_claims
 
 log = logging.getLogger("transom.login")
 
 #: how the log line names each connector type (the seed's "Valid login through AzureAD Idp")
 IDP_LABELS = {"azure_ad": "AzureAD", "okta": "Okta", "generic_saml": "SAML"}
 
-
-@dataclass
-class LoginTrace:
-    """What a login did and why, in words an operator can act on. Never holds token contents;
-    group ids and attribute names are fine."""
-
-    notes: list[str] = field(default_factory=list)
-    warnings: list[str] = field(default_factory=list)
-
-    def note(self, message: str) -> None:
-        self.notes.append(message)
-
-    def warn(self, message: str) -> None:
-        self.warnings.append(message)
-        log.warning("login trace: %s", message)
+__all__ = ["LoginPreview", "LoginResult", "LoginTrace", "complete_login", "preview_login", "preview_unverified"]
 
 
 @dataclass
@@ -60,6 +60,10 @@ class LoginResult:
     account_id: str
     created: bool
     trace: LoginTrace
+    #: where to send the browser (``VerifiedLogin.next_path``)
+    next_path: str | None = None
+    #: the signed session cookie value; ``None`` until the session is started
+    session_cookie: str | None = field(default=None, repr=False)
 
 
 @dataclass(frozen=True)
@@ -69,41 +73,60 @@ class ResolvedGroups:
     ids: tuple[str, ...] | None
 
 
-def standard_oidc_claims(payload: Mapping[str, Any]) -> Claims:
-    """The core fallback when no plugin maps the payload: standard OIDC claims."""
-    sub = payload.get("sub")
-    if not isinstance(sub, str) or not sub:
-        raise LoginRefused("the IdP sent no subject", hint="the id_token must carry a 'sub' claim")
-    email = payload.get("email") if isinstance(payload.get("email"), str) else None
-    return Claims(
-        subject=sub,
-        email=email,
-        email_verified=payload.get("email_verified") is True,
-        # an unverified email is no user name: user names link accounts (nOAuth)
-        user_name=payload.get("preferred_username") or (email if payload.get("email_verified") is True else None),
-        display_name=payload.get("name"),
-        given_name=payload.get("given_name"),
-        family_name=payload.get("family_name"),
+# -- the pipeline ---------------------------------------------------------------------------
+
+
+def complete_login(runtime: Runtime, verified: VerifiedLogin) -> LoginResult:
+    """Everything after protocol verification, for both protocols: group resolution, then
+    one transaction (user, provisioning, groups, audit, session). Raises ``LoginRefused``
+    with a hint; on any refusal nothing of the transaction is kept."""
+    connector, claims = verified.connector, verified.claims
+    trace = LoginTrace()
+    groups = resolve_groups(runtime, connector, claims, verified.payload, trace, idp_lookups=True)
+    secret = _session_secret(runtime)
+    attempts = 2  # a concurrent first login of the same person loses the unique key once
+    kept_notes, kept_warnings = len(trace.notes), len(trace.warnings)
+    for attempt in range(attempts):
+        # a retried transaction reports only what it did itself (no doubled notes/warnings)
+        del trace.notes[kept_notes:], trace.warnings[kept_warnings:]
+        try:
+            with runtime.db.transaction() as db:
+                result = _login_transaction(db, connector=connector, claims=claims, groups=groups, trace=trace)
+                user = db.scalars(select(User).where(
+                    User.account_id == result.account_id, User.id == result.user_id)).one()
+                result.session_cookie = start_session(
+                    db, user=user, secret=secret, max_age_seconds=runtime.config.server.session_max_age_seconds,
+                    connector_id=connector.id,
+                )
+        except IntegrityError:
+            if attempt + 1 == attempts:
+                raise LoginRefused("the login collided with a concurrent change; try again") from None
+            continue
+        break
+    result.next_path = verified.next_path
+    label = IDP_LABELS.get(connector.type, connector.type)
+    log.info(
+        "Valid login through %s Idp detected connector=%s account=%s user=%s groups=%s",
+        label, connector.id, connector.account, result.user_id,
+        list(claims.groups.ids) if groups.ids is None else list(groups.ids),
     )
+    return result
 
 
-def extract_claims(runtime: Runtime, connector: Connector, payload: Mapping[str, Any]) -> Claims:
-    claims = runtime.plugins.extract_claims(connector, payload)
-    if claims is None:
-        if connector.protocol != "oidc":
-            raise ConnectorError(f"connector '{connector.id}' extracted no claims from the SAML response")
-        claims = standard_oidc_claims(payload)
-    if not claims.subject:
-        raise LoginRefused("the IdP sent no stable user identifier",
-                           hint=f"check the subject/NameID settings of connector '{connector.id}'")
-    claims = with_provisioning_values(connector, payload, claims)
-    return claims
+def _session_secret(runtime: Runtime) -> str:
+    secret = runtime.config.server.session_secret
+    if secret is None:  # create_app generates one; a bare runtime must be given one
+        raise ConfigError("server.session_secret is not set")
+    return secret.get_secret_value()
 
 
 def resolve_groups(
-    runtime: Runtime, connector: Connector, claims: Claims, payload: Mapping[str, Any], trace: LoginTrace
+    runtime: Runtime, connector: Connector, claims: Claims, payload: Mapping[str, Any], trace: LoginTrace,
+    *, idp_lookups: bool,
 ) -> ResolvedGroups:
-    """Turn the groups claim's three states into "apply these ids" or "change nothing"."""
+    """Turn the groups claim's three states into "apply these ids" or "change nothing".
+    ``idp_lookups`` allows the overage lookup through the IdP's API (Graph); it is only
+    ever true for a verified payload."""
     if not connector.syncs_groups:
         return ResolvedGroups(None)
     state = claims.groups.state
@@ -114,6 +137,12 @@ def resolve_groups(
             f"connector '{connector.id}': the IdP sent no groups claim, so group memberships were "
             "left unchanged; configure the IdP application to send groups (Entra: Token "
             "configuration > Add groups claim; Okta: a groups claim or group attribute statement)"
+        )
+        return ResolvedGroups(None)
+    if not idp_lookups:
+        trace.warn(
+            f"connector '{connector.id}': groups overage not looked up: the payload is not verified, and "
+            "the IdP's API is only ever called for a verified one; group memberships left unchanged"
         )
         return ResolvedGroups(None)
     try:
@@ -131,43 +160,9 @@ def resolve_groups(
     return ResolvedGroups(tuple(ids))
 
 
-def complete_sso_login(
-    runtime: Runtime, *, connector: Connector, payload: Mapping[str, Any], claims: Claims | None = None
-) -> LoginResult:
-    """Everything after protocol verification. Raises ``LoginRefused`` with a hint.
-    ``claims`` saves a second extraction when the caller already ran it."""
-    trace = LoginTrace()
-    if claims is None:
-        claims = extract_claims(runtime, connector, payload)
-    groups = resolve_groups(runtime, connector, claims, payload, trace)
-    attempts = 2  # a concurrent first login of the same person loses the unique key once
-    kept_notes, kept_warnings = len(trace.notes), len(trace.warnings)
-    for attempt in range(attempts):
-        # a retried transaction reports only what it did itself (no doubled notes/warnings)
-        del trace.notes[kept_notes:], trace.warnings[kept_warnings:]
-        try:
-            with runtime.db.transaction() as db:
-                result = _login_transaction(db, connector=connector, claims=claims, groups=groups, trace=trace)
-        except IntegrityError:
-            if attempt + 1 == attempts:
-                raise LoginRefused("the login collided with a concurrent change; try again") from None
-            continue
-        break
-    label = IDP_LABELS.get(connector.type, connector.type)
-    log.info(
-        "Valid login through %s Idp detected connector=%s account=%s user=%s groups=%s",
-        label, connector.id, connector.account, result.user_id,
-        list(claims.groups.ids) if groups.ids is None else list(groups.ids),
-    )
-    return result
-
-
 def _login_transaction(
     db: Session, *, connector: Connector, claims: Claims, groups: ResolvedGroups, trace: LoginTrace
 ) -> LoginResult:
-    from transom.groups import sync_user_groups
-    from transom.provisioning import apply_login_provisioning
-
     account = directory.connector_account(db, connector=connector)
     user, created = find_or_create_user(db, account=account, connector=connector, claims=claims, trace=trace)
     if user.status == USER_DEPROVISIONED:
@@ -196,6 +191,98 @@ def _login_transaction(
                  user_id=user.id, connector_id=connector.id,
                  details={"created": created, "warnings": trace.warnings} if trace.warnings else {"created": created})
     return LoginResult(user_id=user.id, account_id=account.id, created=created, trace=trace)
+
+
+# -- the dry run ----------------------------------------------------------------------------
+
+
+class CommitRefused(RuntimeError):
+    """A dry run tried to commit."""
+
+
+@contextmanager
+def rolled_back(runtime: Runtime) -> Iterator[Session]:
+    """A session whose transaction is always rolled back; a commit raises."""
+
+    def refuse(session: Session) -> None:
+        # Savepoints (create_user's begin_nested) release into the outer transaction: fine.
+        if session.get_nested_transaction() is None:
+            raise CommitRefused("transom explain never commits")
+
+    with runtime.db.sessions() as db:
+        event.listen(db, "before_commit", refuse)
+        db.begin()
+        try:
+            yield db
+        finally:
+            db.rollback()
+
+
+@dataclass
+class LoginPreview:
+    """What :func:`complete_login` would do, from a transaction that was rolled back."""
+
+    claims: Claims
+    trace: LoginTrace
+    #: the provisioning rules' plan for this user, or why it could not be computed
+    provisioning: ProvisioningPreview | None = None
+    provisioning_error: TransomError | None = None
+    #: the login's outcome: ``result`` or ``refused``
+    result: LoginResult | None = None
+    refused: LoginRefused | None = None
+    #: the user as the login would leave it (``directory.user_json``)
+    user_after: dict[str, Any] | None = None
+    #: (action, details) of the audit events the login would write, except ``login.sso`` itself
+    changes: list[tuple[str, dict[str, Any] | None]] = field(default_factory=list)
+
+
+def preview_login(runtime: Runtime, verified: VerifiedLogin) -> LoginPreview:
+    """:func:`complete_login`'s steps for a verified login, rolled back: writes nothing.
+    The groups overage may be looked up through the IdP's API, as in a real login."""
+    return _preview(runtime, verified.connector, verified.claims, verified.payload, idp_lookups=True)
+
+
+def preview_unverified(runtime: Runtime, connector: Connector, payload: Mapping[str, Any]) -> LoginPreview:
+    """The same dry run for a payload whose signature was NOT verified (an expired or foreign
+    token pasted into ``transom explain``). Never calls an IdP API with it: a forged payload
+    must not make the host query Graph on its behalf."""
+    return _preview(runtime, connector, map_claims(runtime, connector, payload), payload, idp_lookups=False)
+
+
+def _preview(
+    runtime: Runtime, connector: Connector, claims: Claims, payload: Mapping[str, Any], *, idp_lookups: bool
+) -> LoginPreview:
+    trace = LoginTrace()
+    groups = resolve_groups(runtime, connector, claims, payload, trace, idp_lookups=idp_lookups)
+    preview = LoginPreview(claims=claims, trace=trace)
+    with rolled_back(runtime) as db:
+        try:
+            account = directory.get_account(db, name=connector.account)
+            preview.provisioning = preview_provisioning(db, account=account, connector=connector, claims=claims)
+        except TransomError as exc:
+            preview.provisioning_error = exc
+        recorded: list[AuditEvent] = []
+
+        def capture(_session: Session, obj: object) -> None:
+            if isinstance(obj, AuditEvent):
+                recorded.append(obj)
+
+        event.listen(db, "transient_to_pending", capture)
+        try:
+            result = _login_transaction(db, connector=connector, claims=claims, groups=groups, trace=trace)
+        except LoginRefused as exc:
+            preview.refused = exc
+        else:
+            db.flush()
+            user = db.scalars(select(User).where(User.account_id == result.account_id, User.id == result.user_id)).one()
+            preview.result = result
+            preview.user_after = directory.user_json(db, user=user)
+        # read while the session is open: the rollback discards these objects
+        preview.changes = [(e.action, e.details) for e in recorded if e.action != "login.sso"]
+    return preview
+
+
+# -- users ----------------------------------------------------------------------------------
 
 
 def find_or_create_user(
@@ -236,7 +323,7 @@ def find_or_create_user(
             )
         except Conflict as exc:
             # A concurrent first login of the same person took the unique user name first
-            # (PostgreSQL): hand complete_sso_login the IntegrityError so it retries once and
+            # (PostgreSQL): hand complete_login the IntegrityError so it retries once and
             # then finds that user by its external identity.
             if isinstance(exc.__cause__, IntegrityError):
                 raise exc.__cause__ from None

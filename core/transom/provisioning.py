@@ -17,7 +17,7 @@ import functools
 import zoneinfo
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from sqlalchemy import delete, insert, select, update
 from sqlalchemy.orm import Session
@@ -35,9 +35,7 @@ from transom.models import (
     SpaceMembership,
     User,
 )
-
-if TYPE_CHECKING:
-    from transom.login import LoginTrace
+from transom.trace import LoginTrace
 
 # -- pure rules -------------------------------------------------------------------------
 

@@ -11,7 +11,7 @@ from transom.config import Config, bind_connectors
 from transom.connector import Connector
 from transom.db import Database
 from transom.errors import ConfigError, NotFound
-from transom.oidc import JwksCache
+from transom.oidc.jwks import JwksCache
 from transom.plugins import PluginHost
 
 #: IdP calls (token, JWKS, Graph, metadata) must not hang a login

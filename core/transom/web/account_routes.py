@@ -15,6 +15,7 @@ from transom import audit
 from transom.connector import Connector
 from transom.directory import find_user, get_account, user_json
 from transom.errors import BadRequest, LoginRefused, NotFound
+from transom.login import LoginResult
 from transom.models import USER_DEPROVISIONED, User, utcnow
 from transom.security import verify_password
 from transom.sessions import COOKIE_NAME, end_session, session_user, start_session
@@ -41,13 +42,21 @@ def set_session_cookie(response: Response, runtime: RuntimeDep, value: str) -> N
 def login_redirect(
     runtime: RuntimeDep, db: DbSession, *, user: User, connector_id: str | None, next_path: str | None
 ) -> Response:
-    """Start a session for ``user`` and answer 303 to ``next``."""
+    """Start a session for ``user`` (password login) and answer 303 to ``next``."""
     cookie = start_session(
         db, user=user, secret=session_secret(runtime),
         max_age_seconds=runtime.config.server.session_max_age_seconds, connector_id=connector_id,
     )
     response = RedirectResponse(safe_next(next_path), status_code=303)
     set_session_cookie(response, runtime, cookie)
+    return response
+
+
+def session_redirect(runtime: RuntimeDep, result: LoginResult) -> Response:
+    """The answer to a completed SSO login: its session cookie and a 303 to ``next``."""
+    assert result.session_cookie is not None  # complete_login started the session
+    response = RedirectResponse(safe_next(result.next_path), status_code=303)
+    set_session_cookie(response, runtime, result.session_cookie)
     return response
 
 

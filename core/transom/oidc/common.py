@@ -1,0 +1,40 @@
+"""Helpers shared by the OIDC modules: refusal wording, printable claim values, base64url."""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+from typing import Any
+
+from transom.errors import LoginRefused
+
+#: the longest ``kid`` accepted, in a token header or a JWKS
+KID_MAX = 256
+_B64URL = re.compile(r"^[A-Za-z0-9_-]*$")
+
+
+def refused(message: str, hint: str) -> LoginRefused:
+    return LoginRefused(message, hint=hint)
+
+
+def token_refused(hint: str) -> LoginRefused:
+    """The user sees one generic sentence; the administrator gets the precise reason."""
+    return LoginRefused("the sign-in token from your identity provider was not accepted", hint=hint)
+
+
+def b64url_decode(segment: str) -> bytes:
+    if not _B64URL.match(segment):
+        raise ValueError("not base64url")
+    return base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
+
+
+def b64url_encode(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+def printable(value: Any, limit: int = 120) -> str:
+    """A claim value fit for a hint: short and without control characters."""
+    text = value if isinstance(value, str) else json.dumps(value, default=str)
+    text = "".join(ch for ch in text if ch.isprintable())
+    return text if len(text) <= limit else text[:limit] + "..."

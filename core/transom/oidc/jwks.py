@@ -1,0 +1,228 @@
+"""The per-process cache of IdP signing keys (JWKS), keyed by ``jwks_uri``."""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import re
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+from jose import jwk
+from jose.backends.base import Key
+from jose.exceptions import JOSEError
+
+from transom.errors import UpstreamError
+from transom.oidc.common import KID_MAX, printable, token_refused
+
+log = logging.getLogger("transom.oidc")
+
+
+@dataclass
+class _KeySet:
+    """Key objects of one JWKS document, built once per fetch and indexed by ``kid``."""
+
+    by_kid: dict[str, Key] = field(default_factory=dict)
+    #: usable keys without a ``kid`` (used only when the token has no kid either)
+    unnamed: list[Key] = field(default_factory=list)
+
+    @property
+    def usable(self) -> int:
+        return len(self.by_kid) + len(self.unnamed)
+
+
+@dataclass
+class _JwksEntry:
+    keys: _KeySet | None = None
+    expires_at: float = 0.0
+    #: monotonic time of the last fetch attempt (success or failure): the cooldown anchor
+    last_attempt: float = -math.inf
+    #: kid -> monotonic time until which it is known to be absent (negative cache)
+    missing: dict[str, float] = field(default_factory=dict)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    fetches: int = 0
+
+
+class JwksCache:
+    """Per-process cache of IdP signing keys, keyed by ``jwks_uri``.
+
+    * Keys are fetched on first use, kept for the document's ``Cache-Control: max-age``
+      clamped to [``min_ttl``, ``max_ttl``] (``default_ttl`` when absent), and refetched
+      early when a token names an unknown ``kid`` (key rotation).
+    * Refetches of one URI are single-flight (a lock per URI) and happen at most once per
+      ``cooldown`` seconds, whatever the number of random kids thrown at us; a kid that was
+      not in the fresh document is negatively cached until the cooldown ends.
+    * A failed refetch keeps the last good keys.
+    * The body is capped at ``max_bytes`` and ``max_keys``; keys that are not RSA, that are
+      marked ``use=enc``, that name another ``alg`` or that do not parse are skipped.
+    """
+
+    def __init__(
+        self,
+        *,
+        cooldown: float = 30.0,
+        default_ttl: float = 3600.0,
+        min_ttl: float = 300.0,
+        max_ttl: float = 86400.0,
+        max_bytes: int = 256 * 1024,
+        max_keys: int = 50,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.cooldown = cooldown
+        self.default_ttl = default_ttl
+        self.min_ttl = min_ttl
+        self.max_ttl = max_ttl
+        self.max_bytes = max_bytes
+        self.max_keys = max_keys
+        self._clock = clock
+        self._entries: dict[str, _JwksEntry] = {}
+        self._entries_lock = threading.Lock()
+
+    def fetch_count(self, jwks_uri: str) -> int:
+        """How many times the URI was fetched (for tests and the login trace)."""
+        entry = self._entries.get(jwks_uri)
+        return entry.fetches if entry else 0
+
+    def _entry(self, jwks_uri: str) -> _JwksEntry:
+        with self._entries_lock:
+            entry = self._entries.get(jwks_uri)
+            if entry is None:
+                entry = self._entries[jwks_uri] = _JwksEntry()
+            return entry
+
+    def key_for(self, http: httpx.Client, jwks_uri: str, kid: str | None) -> Key:
+        """The one key that may have signed a token with this ``kid``."""
+        entry = self._entry(jwks_uri)
+        now = self._clock()
+        if entry.keys is not None and now < entry.expires_at:
+            found = self._lookup(entry.keys, kid)
+            if found is not None:
+                return found
+        with entry.lock:
+            # Another thread may have refreshed while we waited: look again first.
+            now = self._clock()
+            fresh = entry.keys is not None and now < entry.expires_at
+            if fresh and entry.keys is not None:
+                found = self._lookup(entry.keys, kid)
+                if found is not None:
+                    return found
+            cooling = now - entry.last_attempt < self.cooldown
+            negative = kid is not None and entry.missing.get(kid, -math.inf) > now
+            if not cooling and not (fresh and negative):
+                self._refresh(http, jwks_uri, entry, now)
+            if entry.keys is not None:
+                found = self._lookup(entry.keys, kid)
+                if found is not None:
+                    return found
+                if kid is not None:
+                    entry.missing[kid] = entry.last_attempt + self.cooldown
+                    if len(entry.missing) > 1000:  # a kid flood must not grow memory
+                        entry.missing = {k: t for k, t in entry.missing.items() if t > now}
+        if entry.keys is None:
+            raise UpstreamError(
+                "the identity provider's signing keys could not be loaded; try again in a minute",
+                hint=f"fetching the JWKS at {jwks_uri} failed; check the connector's JWKS URL and that the "
+                "IdP is reachable from the server",
+            )
+        if kid is None:
+            raise token_refused(
+                f"the id_token names no kid and the provider publishes {entry.keys.usable} usable signing keys; "
+                "Transom picks a key without kid only when exactly one exists"
+            )
+        raise token_refused(
+            f"the id_token was signed with key id '{printable(kid, 60)}', which the provider's JWKS "
+            f"({jwks_uri}) does not publish; if keys were just rotated, retry in a minute"
+        )
+
+    @staticmethod
+    def _lookup(keys: _KeySet, kid: str | None) -> Key | None:
+        if kid is not None:
+            return keys.by_kid.get(kid)
+        if keys.usable == 1:
+            return next(iter(keys.by_kid.values())) if keys.by_kid else keys.unnamed[0]
+        return None
+
+    def _refresh(self, http: httpx.Client, jwks_uri: str, entry: _JwksEntry, now: float) -> None:
+        entry.last_attempt = now
+        entry.fetches += 1
+        try:
+            keys, ttl = self._fetch(http, jwks_uri)
+        except UpstreamError as exc:
+            # Keep the last good keys: an IdP hiccup must not lock everyone out.
+            log.warning("JWKS fetch failed uri=%s: %s", jwks_uri, exc.message)
+            if entry.keys is not None:
+                entry.expires_at = now + self.cooldown
+            return
+        entry.keys = keys
+        entry.expires_at = now + ttl
+        entry.missing = {}
+        log.info("JWKS loaded uri=%s keys=%d", jwks_uri, keys.usable)
+
+    def _fetch(self, http: httpx.Client, jwks_uri: str) -> tuple[_KeySet, float]:
+        def fail(why: str) -> UpstreamError:
+            return UpstreamError(f"the identity provider's signing keys could not be loaded: {why}")
+
+        try:
+            with http.stream("GET", jwks_uri, headers={"Accept": "application/json"},
+                             follow_redirects=False) as response:
+                if response.status_code != 200:
+                    raise fail(f"HTTP {response.status_code}")
+                body = bytearray()
+                for chunk in response.iter_bytes():
+                    body.extend(chunk)
+                    if len(body) > self.max_bytes:
+                        raise fail(f"document over {self.max_bytes} bytes")
+                cache_control = response.headers.get("cache-control", "")
+        except httpx.HTTPError as exc:
+            raise fail(type(exc).__name__) from None
+        try:
+            document = json.loads(bytes(body))
+        except (ValueError, RecursionError):
+            raise fail("not JSON") from None
+        raw_keys = document.get("keys") if isinstance(document, dict) else None
+        if not isinstance(raw_keys, list):
+            raise fail("no 'keys' array")
+        if len(raw_keys) > self.max_keys:
+            raise fail(f"more than {self.max_keys} keys")
+        return self._build(raw_keys, jwks_uri), self._ttl(cache_control)
+
+    @staticmethod
+    def _build(raw_keys: list[Any], jwks_uri: str) -> _KeySet:
+        keys = _KeySet()
+        skipped = 0
+        for raw in raw_keys:
+            if not isinstance(raw, dict) or raw.get("kty") != "RSA":
+                skipped += 1
+                continue
+            if raw.get("use", "sig") != "sig" or raw.get("alg", "RS256") != "RS256":
+                skipped += 1
+                continue
+            ops = raw.get("key_ops")
+            if ops is not None and (not isinstance(ops, list) or "verify" not in ops):
+                skipped += 1
+                continue
+            try:
+                key = jwk.construct({k: v for k, v in raw.items() if k in ("kty", "n", "e")}, "RS256")
+            except (JOSEError, ValueError, TypeError):
+                skipped += 1
+                continue
+            kid = raw.get("kid")
+            if kid is None:
+                keys.unnamed.append(key)
+            elif isinstance(kid, str) and kid and len(kid) <= KID_MAX and kid not in keys.by_kid:
+                keys.by_kid[kid] = key
+            else:
+                skipped += 1
+        if skipped:
+            log.info("JWKS uri=%s: skipped %d unusable keys", jwks_uri, skipped)
+        return keys
+
+    def _ttl(self, cache_control: str) -> float:
+        match = re.search(r"max-age\s*=\s*(\d+)", cache_control)
+        ttl = float(match.group(1)) if match else self.default_ttl
+        return min(max(ttl, self.min_ttl), self.max_ttl)

@@ -1,0 +1,165 @@
+"""The one OIDC verify step: callback parameters in, a
+:class:`~transom.verified.VerifiedLogin` out.
+
+Transaction discipline (docs/oidc.md): the login state is consumed in its own short
+transaction first, so it is gone even if everything after fails; the network calls (token
+endpoint, JWKS) then run with no transaction open.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from transom.connector import Connector
+from transom.errors import BadRequest, LoginRefused, NotFound, TransomError
+from transom.loginstate import consume_login_state
+from transom.oidc.endpoints import callback_url
+from transom.oidc.idtoken import MAX_ID_TOKEN_CHARS, parse_header, verify_id_token
+from transom.oidc.token_endpoint import exchange_code
+from transom.runtime import Runtime
+from transom.verified import ProtocolFacts, VerifiedLogin, verified_login
+
+log = logging.getLogger("transom.sso")
+
+#: callback parameters we read; anything longer than this is not from an IdP
+MAX_PARAM_CHARS = {"state": 256, "code": 4096, "error": 200, "error_description": 1000, "iss": 500}
+
+
+@dataclass(frozen=True)
+class CallbackParams:
+    state: str | None
+    code: str | None
+    id_token: str | None
+    error: str | None
+    error_description: str | None
+    iss: str | None
+
+
+def _param(values: Any, name: str, limit: int) -> str | None:
+    value = values.get(name)
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str):
+        raise BadRequest(f"the callback parameter {name} must be text")
+    if len(value) > limit:
+        raise BadRequest(f"the callback parameter {name} is too long")
+    return value
+
+
+def read_callback_params(values: Any) -> CallbackParams:
+    """The authorization response from a query string or a posted form, length-capped."""
+    return CallbackParams(
+        state=_param(values, "state", MAX_PARAM_CHARS["state"]),
+        code=_param(values, "code", MAX_PARAM_CHARS["code"]),
+        id_token=_param(values, "id_token", MAX_ID_TOKEN_CHARS),
+        error=_param(values, "error", MAX_PARAM_CHARS["error"]),
+        error_description=_param(values, "error_description", MAX_PARAM_CHARS["error_description"]),
+        iss=_param(values, "iss", MAX_PARAM_CHARS["iss"]),
+    )
+
+
+@dataclass(frozen=True)
+class _Pending:
+    """What the consumed login state says about the login it belongs to."""
+
+    connector: Connector
+    nonce: str | None
+    code_verifier: str | None
+    next_path: str | None
+
+
+@dataclass(frozen=True)
+class VerifiedTokens:
+    """The id_token's verified claims, plus what a later step may need from the token
+    response (the access token for UserInfo)."""
+
+    claims: dict[str, Any]
+    access_token: str | None
+    key_id: str | None
+
+
+def verify_oidc(runtime: Runtime, params: CallbackParams, *, binding: str | None) -> VerifiedLogin:
+    """State and browser binding, the IdP's error answer, ``iss`` (RFC 9207), the code
+    exchange and the id_token checks; then the plugin's claims mapping. Raises a 4xx
+    ``TransomError`` (``UpstreamError`` 502 when the IdP cannot be reached)."""
+    pending = _consume_state(runtime, params, binding)
+    connector = pending.connector
+    if params.error:
+        description = f": {params.error_description}" if params.error_description else ""
+        log.info("OIDC login refused by the IdP connector=%s error=%s", connector.id, params.error)
+        raise LoginRefused(
+            f"the identity provider did not sign you in ({params.error}{description})",
+            hint="the IdP answered the authorization request with an error; for access_denied, check that "
+            "the user is assigned to the application",
+        )
+    try:
+        tokens = verify_tokens(runtime, connector, params, nonce=pending.nonce, verifier=pending.code_verifier)
+    except TransomError as exc:
+        log.info("OIDC login refused connector=%s reason=%s", connector.id, exc.hint or exc.message)
+        raise
+    # Claims the id_token lacks (UserInfo, with tokens.access_token) belong here: after the
+    # token checks, before the plugin maps the payload.
+    payload = tokens.claims
+    facts = ProtocolFacts(protocol="oidc", issuer=payload.get("iss"), subject=payload.get("sub"),
+                          key_id=tokens.key_id)
+    return verified_login(runtime, connector, payload, facts=facts, next_path=pending.next_path)
+
+
+def _consume_state(runtime: Runtime, params: CallbackParams, binding: str | None) -> _Pending:
+    if not params.state:
+        raise LoginRefused(
+            "this sign-in cannot be completed because it carries no state; start the sign-in again",
+            hint="the IdP redirected to the callback without the state parameter (an IdP-initiated "
+            "OIDC login is not supported: start sign-in from Transom's login page)",
+        )
+    # Own short transaction: the state is gone even if everything after this fails.
+    with runtime.db.transaction() as db:
+        row = consume_login_state(db, key=params.state, binding=binding)
+        connector_id, protocol = row.connector_id, row.protocol
+        nonce, verifier, next_path = row.nonce, row.code_verifier, row.next_path
+    if protocol != "oidc":
+        raise LoginRefused("this sign-in link has expired or was already used; start the sign-in again",
+                           hint="a SAML login state was presented at the OIDC callback")
+    try:
+        connector = runtime.connector(connector_id)
+    except NotFound:
+        raise LoginRefused("this sign-in method no longer exists", hint=f"connector '{connector_id}' was removed "
+                           "from the configuration while the login was in flight") from None
+    return _Pending(connector=connector, nonce=nonce, code_verifier=verifier, next_path=next_path)
+
+
+def verify_tokens(
+    runtime: Runtime, connector: Connector, params: CallbackParams, *, nonce: str | None, verifier: str | None
+) -> VerifiedTokens:
+    """Exchange the code (if any) and verify the id_token. With both a ``code`` and a
+    front-channel ``id_token`` (form_post hybrid), the code wins: the token endpoint's
+    id_token arrives over TLS from the IdP itself, bound to our client secret and PKCE
+    verifier; the front-channel one is ignored (docs/oidc.md)."""
+    provider = runtime.plugins.oidc_provider(connector)
+    if params.iss is not None and params.iss not in provider.issuers:
+        # RFC 9207: the authorization response names its issuer; a mismatch is an IdP mix-up.
+        raise LoginRefused(
+            "the sign-in answer came from a different identity provider",
+            hint=f"the callback's iss parameter '{params.iss[:100]}' is not this connector's issuer",
+        )
+    access_token: str | None = None
+    if params.code:
+        if not verifier:
+            raise LoginRefused("this sign-in link has expired or was already used; start the sign-in again",
+                               hint="the stored login state has no PKCE verifier")
+        tokens = exchange_code(runtime.http, provider, code=params.code, code_verifier=verifier,
+                               redirect_uri=callback_url(runtime))
+        id_token, access_token = tokens.id_token, tokens.access_token
+    elif params.id_token:
+        id_token = params.id_token
+    else:
+        raise LoginRefused(
+            "the identity provider's answer carried neither a code nor an id_token",
+            hint="use the authorization code flow (response_type=code) with this redirect URI",
+        )
+    claims = verify_id_token(id_token, provider=provider, jwks=runtime.jwks, http=runtime.http, nonce=nonce,
+                             clock_skew_seconds=runtime.config.server.clock_skew_seconds)
+    kid = parse_header(id_token).get("kid")  # verified above; the key that signed it, for the facts
+    return VerifiedTokens(claims=claims, access_token=access_token, key_id=kid if isinstance(kid, str) else None)

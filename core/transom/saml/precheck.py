@@ -1,0 +1,89 @@
+"""Checks before xmlsec: hardened parse, allow-listed algorithms and transforms, no
+encrypted content, each signature covering its parent."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from onelogin.saml2.xml_utils import OneLogin_Saml2_XML
+
+from transom.errors import BadRequest
+from transom.saml.common import DS, SAML, SAMLP, XENC, refused
+
+log = logging.getLogger("transom.saml")
+
+
+ALLOWED_SIGNATURE_METHODS = frozenset({
+    "http://www.w3.org/2001/04/xmldsig-more#rsa-sha256",
+    "http://www.w3.org/2001/04/xmldsig-more#rsa-sha384",
+    "http://www.w3.org/2001/04/xmldsig-more#rsa-sha512",
+    "http://www.w3.org/2001/04/xmldsig-more#ecdsa-sha256",
+    "http://www.w3.org/2001/04/xmldsig-more#ecdsa-sha384",
+    "http://www.w3.org/2001/04/xmldsig-more#ecdsa-sha512",
+})
+ALLOWED_DIGEST_METHODS = frozenset({
+    "http://www.w3.org/2001/04/xmlenc#sha256",
+    "http://www.w3.org/2001/04/xmldsig-more#sha384",
+    "http://www.w3.org/2001/04/xmlenc#sha512",
+})
+EXC_C14N = "http://www.w3.org/2001/10/xml-exc-c14n#"
+ENVELOPED = "http://www.w3.org/2000/09/xmldsig#enveloped-signature"
+ALLOWED_TRANSFORMS = frozenset({ENVELOPED, EXC_C14N})
+ALLOWED_CANONICALIZATIONS = frozenset({EXC_C14N})
+#: ds elements that make libxmlsec dereference more than the one enveloped reference
+_FORBIDDEN_DS_ELEMENTS = ("Manifest", "RetrievalMethod", "XPath", "XSLT")
+
+
+#: every algorithm-bearing ds: element, checked against its allow-list before xmlsec runs
+_ALGORITHM_ALLOW_LISTS = (
+    ("SignatureMethod", ALLOWED_SIGNATURE_METHODS, "signature algorithm",
+     "sign with RSA-SHA256 (or RSA/ECDSA with SHA-384/512) in the IdP's signing options"),
+    ("DigestMethod", ALLOWED_DIGEST_METHODS, "digest algorithm",
+     "use the SHA-256 (or SHA-384/512) digest algorithm in the IdP's signing options"),
+    ("Transform", ALLOWED_TRANSFORMS, "transform",
+     "only the enveloped-signature and exclusive canonicalization transforms are accepted"),
+    ("CanonicalizationMethod", ALLOWED_CANONICALIZATIONS, "canonicalization",
+     "use exclusive XML canonicalization (xml-exc-c14n) for signatures"),
+)
+
+
+def precheck_document(xml: bytes) -> Any:
+    """Parse with python3-saml's hardened parser and reject what must never reach libxmlsec.
+    Returns the root element."""
+    try:
+        root = OneLogin_Saml2_XML.to_etree(xml)
+    except Exception as exc:
+        # DTDForbidden, EntitiesForbidden, XMLSyntaxError, ...: name the type, never the content.
+        log.info("SAML response refused before parsing finished: %s", type(exc).__name__)
+        raise BadRequest("the SAML response is not well-formed XML without a DTD") from exc
+    if root.tag != f"{SAMLP}Response":
+        raise BadRequest("the posted document is not a SAML Response")
+    for tag in ("EncryptedAssertion", "EncryptedID", "EncryptedAttribute"):
+        if root.find(f".//{SAML}{tag}") is not None:
+            raise refused(
+                "the identity provider sent encrypted content this service cannot read",
+                "turn off assertion encryption for this application in the IdP; Transom relies on "
+                "signed assertions over HTTPS and holds no decryption key",
+            )
+    if root.find(f".//{XENC}EncryptedData") is not None:
+        raise refused("the identity provider sent encrypted content this service cannot read",
+                       "turn off encryption for this application in the IdP")
+    for name in _FORBIDDEN_DS_ELEMENTS:
+        if root.find(f".//{DS}{name}") is not None:
+            raise refused("the SAML response's signature uses a construct that is not allowed",
+                           f"signatures must not contain ds:{name}")
+    for element, allowed, problem, fix in _ALGORITHM_ALLOW_LISTS:
+        for node in root.iter(f"{DS}{element}"):
+            if node.get("Algorithm") not in allowed:
+                raise refused(f"the SAML response's signature uses a {problem} that is not allowed", fix)
+    for signature in root.iter(f"{DS}Signature"):
+        references = signature.findall(f"{DS}SignedInfo/{DS}Reference")
+        parent = signature.getparent()
+        parent_id = parent.get("ID") if parent is not None else None
+        if len(references) != 1 or not parent_id or references[0].get("URI") != f"#{parent_id}":
+            raise refused(
+                "the SAML response's signature does not cover the element that carries it",
+                "each signature must have one Reference whose URI is '#' + the ID of its parent",
+            )
+    return root
