@@ -1,0 +1,94 @@
+"""The login pipeline's shared half, on a real database: ``complete_login`` and its public
+dry run ``preview_login`` run the same steps, and the session is part of the login's one
+transaction. (The verify steps are covered through HTTP in test_oidc_*.py / test_saml_*.py.)"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from sqlalchemy import func, select
+
+from transom import directory
+from transom.errors import LoginRefused
+from transom.login import complete_login, preview_login
+from transom.models import AuditEvent, User, WebSession
+from transom.runtime import Runtime
+from transom.verified import ProtocolFacts, VerifiedLogin, verified_login
+
+FACTS = ProtocolFacts(protocol="oidc", issuer="https://acme.okta.example", subject="00u-ada")
+
+
+def okta_connector() -> dict[str, Any]:
+    return {
+        "id": "okta", "type": "okta", "account": "acme",
+        "settings": {"domain": "acme.okta.example", "client_id": "app-2", "client_secret": "s"},
+        "provisioning": {"space_attribute": "spaceName", "role_attribute": "spaceRole"},
+    }
+
+
+@pytest.fixture
+def rt(make_runtime: Any) -> Runtime:
+    runtime: Runtime = make_runtime([okta_connector()])
+    with runtime.db.transaction() as db:
+        account = directory.create_account(db, name="acme")
+        directory.create_space(db, account=account, name="Trial")
+    return runtime
+
+
+def verified(rt: Runtime, **extra: Any) -> VerifiedLogin:
+    payload = {"sub": "00u-ada", "preferred_username": "ada@acme.example", "email": "ada@acme.example",
+               "email_verified": True, "name": "Ada Lovelace", "spaceName": "Trial", "spaceRole": "Space Admin",
+               **extra}
+    return verified_login(rt, rt.connector("okta"), payload, facts=FACTS, next_path="/after")
+
+
+def rows(rt: Runtime) -> dict[str, int]:
+    with rt.db.transaction() as db:
+        return {model.__name__: int(db.scalar(select(func.count()).select_from(model)) or 0)
+                for model in (User, AuditEvent, WebSession)}
+
+
+def audit_actions(rt: Runtime) -> list[str]:
+    """Actions in the order written (setup first), without the login event itself."""
+    with rt.db.transaction() as db:
+        return list(db.scalars(select(AuditEvent.action).where(AuditEvent.action != "login.sso")
+                               .order_by(AuditEvent.id)))
+
+
+def test_the_dry_run_predicts_the_login_and_writes_nothing(rt: Runtime) -> None:
+    before, setup_actions = rows(rt), audit_actions(rt)
+    preview = preview_login(rt, verified(rt))
+    assert rows(rt) == before
+    assert preview.refused is None and preview.result is not None and preview.result.created
+    assert preview.user_after is not None
+    assert preview.user_after["spaces"] == [{"space": "Trial", "role": "Space Admin"}]
+    result = complete_login(rt, verified(rt))
+    assert result.created
+    # the dry run's changes are exactly the audit events the real login wrote
+    assert sorted(action for action, _details in preview.changes) == sorted(audit_actions(rt)[len(setup_actions):])
+    with rt.db.transaction() as db:
+        user = db.scalars(select(User)).one()
+        assert directory.user_json(db, user=user)["spaces"] == preview.user_after["spaces"]
+
+
+def test_the_session_is_started_in_the_login_transaction(rt: Runtime) -> None:
+    result = complete_login(rt, verified(rt))
+    assert result.session_cookie and result.next_path == "/after"
+    with rt.db.transaction() as db:
+        session = db.scalars(select(WebSession)).one()
+        assert session.user_id == result.user_id and session.connector_id == "okta"
+
+
+def test_a_refused_login_starts_no_session_and_keeps_nothing(rt: Runtime) -> None:
+    complete_login(rt, verified(rt))
+    with rt.db.transaction() as db:
+        user = db.scalars(select(User)).one()
+        user.status = "deprovisioned"
+        db.execute(WebSession.__table__.delete())
+    before = rows(rt)
+    with pytest.raises(LoginRefused, match="removed"):
+        complete_login(rt, verified(rt))
+    assert rows(rt) == before
+    preview = preview_login(rt, verified(rt))
+    assert preview.refused is not None and "removed" in preview.refused.message
