@@ -102,8 +102,13 @@ def read_saml_response(text: str) -> str:
 # -- verification ---------------------------------------------------------------------------
 
 
-def inspect_id_token(runtime: Runtime, connector: Connector, token: str) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Returns (verification report, claims). Signature, issuer, audience and tenant are
+#: what an inspection returns: the verification report, the payload, and the protocol facts
+#: of a verified payload (``None``: not verified, so no IdP API may be called for it)
+Inspection = tuple[dict[str, Any], dict[str, Any], ProtocolFacts | None]
+
+
+def inspect_id_token(runtime: Runtime, connector: Connector, token: str) -> Inspection:
+    """Returns (verification report, claims, facts). Signature, issuer, audience and tenant are
     checked by ``oidc.verify_id_token`` as at the token's issue time; the time checks are
     then repeated for now and reported separately."""
     header, unverified = decode_jwt_unverified(token)
@@ -119,10 +124,10 @@ def inspect_id_token(runtime: Runtime, connector: Connector, token: str) -> tupl
         )
     except UpstreamError as exc:
         report.update(status=UNVERIFIED, detail=f"the provider's keys could not be loaded: {exc.message}")
-        return report, unverified
+        return report, unverified, None
     except TransomError as exc:
         report.update(status=UNVERIFIED, detail=_refusal(exc))
-        return report, unverified
+        return report, unverified, None
     report.update(
         status=VERIFIED,
         detail=f"RS256 signature verified with the provider's key "
@@ -133,13 +138,14 @@ def inspect_id_token(runtime: Runtime, connector: Connector, token: str) -> tupl
         report["login_now"] = "would be accepted (nonce not checked: no login in flight)"
     except TransomError as exc:
         report["login_now"] = f"would be refused now: {_refusal(exc)}"
-    return report, claims
+    kid = header.get("kid")
+    facts = ProtocolFacts(protocol="oidc", issuer=claims.get("iss"), subject=claims.get("sub"),
+                          key_id=kid if isinstance(kid, str) else None)
+    return report, claims, facts
 
 
-def inspect_saml_response(
-    runtime: Runtime, connector: Connector, saml_response: str
-) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Returns (verification report, SAML payload). A response that fails any check (often
+def inspect_saml_response(runtime: Runtime, connector: Connector, saml_response: str) -> Inspection:
+    """Returns (verification report, SAML payload, facts). A response that fails any check (often
     just its age) is decoded without verification, and says so."""
     report: dict[str, Any] = {}
     try:
@@ -147,14 +153,18 @@ def inspect_saml_response(
     except TransomError as exc:
         report.update(status=UNVERIFIED, detail=f"a login would refuse this response: {_refusal(exc)}")
         xml, _cleaned = saml.decode_saml_response(saml_response)
-        return report, unverified_saml_payload(saml.precheck_document(xml))
+        return report, unverified_saml_payload(saml.precheck_document(xml)), None
     report.update(
         status=VERIFIED,
         detail="signature, issuer, audience, recipient and time checks passed "
         "(InResponseTo binding and replay cache not checked: no login in flight)",
         login_now="would be accepted",
     )
-    return report, verified.payload
+    payload = verified.payload
+    facts = ProtocolFacts(protocol="saml", issuer=payload.get("issuer"), subject=payload.get("name_id"),
+                          session_index=payload.get("session_index"), name_id_format=payload.get("name_id_format"),
+                          assertion_id=verified.assertion_id)
+    return report, payload, facts
 
 
 _SAML = "{urn:oasis:names:tc:SAML:2.0:assertion}"
@@ -200,21 +210,14 @@ def claims_json(claims: Claims) -> dict[str, Any]:
     return data
 
 
-def _facts(connector: Connector, payload: Mapping[str, Any]) -> ProtocolFacts:
-    if connector.protocol == "saml":
-        return ProtocolFacts(protocol="saml", issuer=payload.get("issuer"), subject=payload.get("name_id"),
-                             session_index=payload.get("session_index"),
-                             name_id_format=payload.get("name_id_format"))
-    return ProtocolFacts(protocol="oidc", issuer=payload.get("iss"), subject=payload.get("sub"))
-
-
 def dry_run_login(
-    runtime: Runtime, connector: Connector, payload: Mapping[str, Any], *, verified: bool
+    runtime: Runtime, connector: Connector, payload: Mapping[str, Any], *, facts: ProtocolFacts | None
 ) -> dict[str, Any]:
-    """The login pipeline's dry run for this payload, as report fields. Never writes; an
-    IdP API is called only when ``verified`` (the signature checked out)."""
-    if verified:
-        preview = preview_login(runtime, verified_login(runtime, connector, payload, facts=_facts(connector, payload)))
+    """The login pipeline's dry run for this payload, as report fields. Never writes. With
+    ``facts`` (the payload was verified) it is a ``VerifiedLogin`` and may reach the IdP's
+    API like a login; without, it goes through ``preview_unverified``, which never does."""
+    if facts is not None:
+        preview = preview_login(runtime, verified_login(runtime, connector, payload, facts=facts))
     else:
         preview = preview_unverified(runtime, connector, payload)
     return _preview_json(preview)
@@ -259,12 +262,12 @@ def explain(
     if id_token is not None:
         if connector.protocol != "oidc":
             raise BadRequest(f"connector '{connector.id}' speaks {connector.protocol}; use --saml-response")
-        verification, payload = inspect_id_token(runtime, connector, read_id_token(id_token))
+        verification, payload, facts = inspect_id_token(runtime, connector, read_id_token(id_token))
     else:
         assert saml_response is not None
         if connector.protocol != "saml":
             raise BadRequest(f"connector '{connector.id}' speaks {connector.protocol}; use --id-token")
-        verification, payload = inspect_saml_response(runtime, connector, read_saml_response(saml_response))
+        verification, payload, facts = inspect_saml_response(runtime, connector, read_saml_response(saml_response))
     report: dict[str, Any] = {
         "connector": {
             "id": connector.id,
@@ -276,7 +279,7 @@ def explain(
         "received": payload,
     }
     try:
-        report.update(dry_run_login(runtime, connector, payload, verified=verification["status"] == VERIFIED))
+        report.update(dry_run_login(runtime, connector, payload, facts=facts))
     except TransomError as exc:
         report["login"] = {"outcome": "refused", "reason": _refusal(exc)}
     return report

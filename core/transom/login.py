@@ -83,7 +83,8 @@ def complete_login(runtime: Runtime, verified: VerifiedLogin) -> LoginResult:
     connector, claims = verified.connector, verified.claims
     trace = LoginTrace()
     groups = resolve_groups(runtime, connector, claims, verified.payload, trace, idp_lookups=True)
-    secret = _session_secret(runtime)
+    session = _SessionStart(secret=_session_secret(runtime),
+                            max_age_seconds=runtime.config.server.session_max_age_seconds)
     attempts = 2  # a concurrent first login of the same person loses the unique key once
     kept_notes, kept_warnings = len(trace.notes), len(trace.warnings)
     for attempt in range(attempts):
@@ -91,13 +92,8 @@ def complete_login(runtime: Runtime, verified: VerifiedLogin) -> LoginResult:
         del trace.notes[kept_notes:], trace.warnings[kept_warnings:]
         try:
             with runtime.db.transaction() as db:
-                result = _login_transaction(db, connector=connector, claims=claims, groups=groups, trace=trace)
-                user = db.scalars(select(User).where(
-                    User.account_id == result.account_id, User.id == result.user_id)).one()
-                result.session_cookie = start_session(
-                    db, user=user, secret=secret, max_age_seconds=runtime.config.server.session_max_age_seconds,
-                    connector_id=connector.id,
-                )
+                result = _login_transaction(db, connector=connector, claims=claims, groups=groups, trace=trace,
+                                            session=session)
         except IntegrityError:
             if attempt + 1 == attempts:
                 raise LoginRefused("the login collided with a concurrent change; try again") from None
@@ -111,6 +107,14 @@ def complete_login(runtime: Runtime, verified: VerifiedLogin) -> LoginResult:
         list(claims.groups.ids) if groups.ids is None else list(groups.ids),
     )
     return result
+
+
+@dataclass(frozen=True)
+class _SessionStart:
+    """What the login transaction needs to start the browser session (none in a dry run)."""
+
+    secret: str
+    max_age_seconds: int
 
 
 def _session_secret(runtime: Runtime) -> str:
@@ -161,7 +165,8 @@ def resolve_groups(
 
 
 def _login_transaction(
-    db: Session, *, connector: Connector, claims: Claims, groups: ResolvedGroups, trace: LoginTrace
+    db: Session, *, connector: Connector, claims: Claims, groups: ResolvedGroups, trace: LoginTrace,
+    session: _SessionStart | None = None,
 ) -> LoginResult:
     account = directory.connector_account(db, connector=connector)
     user, created = find_or_create_user(db, account=account, connector=connector, claims=claims, trace=trace)
@@ -190,7 +195,11 @@ def _login_transaction(
     audit.record(db, account_id=account.id, actor=f"connector:{connector.id}", action="login.sso",
                  user_id=user.id, connector_id=connector.id,
                  details={"created": created, "warnings": trace.warnings} if trace.warnings else {"created": created})
-    return LoginResult(user_id=user.id, account_id=account.id, created=created, trace=trace)
+    result = LoginResult(user_id=user.id, account_id=account.id, created=created, trace=trace)
+    if session is not None:
+        result.session_cookie = start_session(db, user=user, secret=session.secret,
+                                              max_age_seconds=session.max_age_seconds, connector_id=connector.id)
+    return result
 
 
 # -- the dry run ----------------------------------------------------------------------------
