@@ -1,9 +1,13 @@
 """The login pipeline's shared half, on a real database: ``complete_login`` and its public
 dry run ``preview_login`` run the same steps, and the session is part of the login's one
-transaction. (The verify steps are covered through HTTP in test_oidc_*.py / test_saml_*.py.)"""
+transaction; the SSO routes only call the pipeline's steps. (The verify steps are covered
+through HTTP in test_oidc_*.py / test_saml_*.py.)"""
 
 from __future__ import annotations
 
+import ast
+import re
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -92,3 +96,33 @@ def test_a_refused_login_starts_no_session_and_keeps_nothing(rt: Runtime) -> Non
     assert rows(rt) == before
     preview = preview_login(rt, verified(rt))
     assert preview.refused is not None and "removed" in preview.refused.message
+
+
+def _transom_imports(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    return {f"{node.module}.{alias.name}" for node in ast.walk(tree)
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("transom")
+            for alias in node.names}
+
+
+def test_the_sso_routes_hold_no_protocol_logic() -> None:
+    """Routes are HTTP -> verify -> complete -> response: from the protocol and login
+    modules they import only the steps of the pipeline, never a check of their own."""
+    web = Path(__file__).resolve().parents[1] / "core" / "transom" / "web"
+    allowed = {
+        "transom.login.complete_login",
+        "transom.oidc.start.start_oidc_login", "transom.oidc.verify.verify_oidc",
+        "transom.oidc.verify.read_callback_params", "transom.oidc.verify.CallbackParams",
+        "transom.oidc.endpoints.CALLBACK_PATH", "transom.saml.request.start_saml_login",
+        "transom.loginstate.BINDING_COOKIE", "transom.loginstate.browser_binding",
+        "transom.saml",  # the package: which of its names the route uses is checked below
+    }
+    protocol = ("transom.login", "transom.oidc", "transom.saml", "transom.loginstate", "transom.verified")
+    for name in ("sso_routes.py", "saml_routes.py"):
+        imported = {i for i in _transom_imports(web / name) if i.startswith(protocol)}
+        assert imported <= allowed, (name, imported - allowed)
+    # saml_routes reaches the package as a whole: only its HTTP-facing names
+    source = (web / "saml_routes.py").read_text(encoding="utf-8")
+    used = set(re.findall(r"\bsaml\.(\w+)", source))
+    assert used <= {"MAX_ACS_BODY_BYTES", "saml_connector", "parse_acs_form", "AcsForm", "verify_saml",
+                    "sp_metadata_xml"}, used
