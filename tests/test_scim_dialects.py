@@ -91,7 +91,8 @@ def test_entra_sequence(make_runtime: Any) -> None:
         assert resource["emails"] == [{"primary": True, "type": "work", "value": "new@contoso.com"}]
         assert resource["phoneNumbers"] == [{"type": "mobile", "value": "+1 555 0100"}]
         assert resource["name"]["givenName"] == "Kkom"
-        assert resource[ENTERPRISE] == {"employeeNumber": "Aklq", "manager": {"value": "26118915"}}
+        assert resource[ENTERPRISE] == {"employeeNumber": "Aklq", "manager": {
+            "value": "26118915", "$ref": "https://host/scim/Users/26118915"}}  # the $ref as given
 
         # manager query after create, then the aadOptscim062020 shapes (path-less dotted keys)
         found = client.get(f"{SCIM}/Users", params={"filter": f'id eq "{user_id}" and manager eq "26118915"'},
@@ -238,3 +239,54 @@ def test_entra_normalizer_rewrites_only_entra_shapes() -> None:
                                    body={"userName": "a", "manager": "9", "department": "R&D", "active": "True"})
     assert created == {"userName": "a", "active": True, ENTERPRISE: {"department": "R&D", "manager": {"value": "9"}}}
     assert entra_scim.normalize(resource_type="Group", operation="create", body={"displayName": "g"}) is None
+
+
+def test_entra_pathless_patch_ignores_unknown_keys_as_documented(make_runtime: Any) -> None:
+    """Issue 12 case 7: with an azure_ad connector on the account, a path-less PATCH with an
+    unknown key answers 200 (the known keys applied), as on any other account."""
+    entra = make_tenants(make_runtime, connectors=[entra_connector()])
+    with client_for(entra.runtime) as client:
+        for token in (entra.token, entra.other_token):  # acme has the Entra connector, globex none
+            headers = auth(token)
+            created = client.post(f"{SCIM}/Users", json={"userName": f"u-{token[-6:]}@contoso.com"}, headers=headers)
+            user_id = created.json()["id"]
+            body = _patch({"op": "Replace", "value": {"displayName": "Known", "notAnAttribute": "x",
+                                                      "name.nope": "y", f"{ENTERPRISE}:department": "R&D",
+                                                      ENTERPRISE: {"unknownSub": "z", "division": "D1"}}})
+            response = client.patch(f"{SCIM}/Users/{user_id}", json=body, headers=headers)
+            assert response.status_code == 200, response.text
+            resource = response.json()
+            assert resource["displayName"] == "Known"
+            assert resource[ENTERPRISE] == {"department": "R&D", "division": "D1"}
+            assert "notAnAttribute" not in resource
+            # an unknown path (not a path-less key) is still refused
+            refused = client.patch(f"{SCIM}/Users/{user_id}", headers=headers,
+                                   json=_patch({"op": "replace", "path": "notAnAttribute", "value": "x"}))
+            assert (refused.status_code, refused.json()["scimType"]) == (400, "invalidPath")
+
+
+def test_manager_keeps_the_ref_it_was_given_or_none(make_runtime: Any) -> None:
+    """Issue 12 case 8: a new manager replaces the old one whole; its $ref is the one sent."""
+    entra = make_tenants(make_runtime, connectors=[entra_connector()])
+    with client_for(entra.runtime) as client:
+        for token in (entra.token, entra.other_token):
+            headers = auth(token)
+            user_id = client.post(f"{SCIM}/Users", json={"userName": f"m-{token[-6:]}@contoso.com"},
+                                  headers=headers).json()["id"]
+
+            def manager(op: dict[str, Any], headers: dict[str, str] = headers, user_id: str = user_id) -> Any:
+                response = client.patch(f"{SCIM}/Users/{user_id}", json=_patch(op), headers=headers)
+                assert response.status_code == 200, response.text
+                return response.json().get(ENTERPRISE, {}).get("manager")
+
+            ref_a, ref_b = "https://host/scim/v2/Users/A", "https://host/scim/v2/Users/B"
+            path = f"{ENTERPRISE}:manager"
+            assert manager({"op": "add", "path": path, "value": {"value": "A", "$ref": ref_a}}) == \
+                {"value": "A", "$ref": ref_a}
+            assert manager({"op": "replace", "path": path, "value": {"value": "B", "$ref": ref_b}}) == \
+                {"value": "B", "$ref": ref_b}
+            assert manager({"op": "add", "path": path, "value": {"value": "C"}}) == {"value": "C"}
+            assert manager({"op": "replace", "value": {ENTERPRISE: {"manager": {"value": "A", "$ref": ref_a}}}}) == \
+                {"value": "A", "$ref": ref_a}
+            # the same manager again with only its value: the $ref stays (nothing changed)
+            assert manager({"op": "add", "path": path, "value": {"value": "A"}}) == {"value": "A", "$ref": ref_a}

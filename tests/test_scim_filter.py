@@ -126,3 +126,72 @@ def test_filters_never_cross_accounts(seeded: Any) -> None:
     assert _names(client, tenants.other_token, 'userName co "@"') == set()
     assert _names(client, tenants.other_token, f'id eq "{ids["ada@acme.example"]}"') == set()
     assert _names(client, tenants.other_token, 'manager eq "m1"') == set()
+
+
+# -- each cap and rule on its own (issue 12: the length cap used to hide the others) --------
+
+
+def _reason(text: str) -> str:
+    with pytest.raises(InvalidFilter) as caught:
+        parse_filter(text)
+    return caught.value.message
+
+
+def test_nesting_depth_cap_is_reached_below_the_length_cap() -> None:
+    from transom.scim.filter import MAX_DEPTH, MAX_FILTER_LENGTH
+
+    deepest_allowed = "(" * MAX_DEPTH + "a eq 1" + ")" * MAX_DEPTH
+    assert parse_filter(deepest_allowed) == Compare("a", "eq", 1)
+    one_more = "(" * (MAX_DEPTH + 1) + "a eq 1" + ")" * (MAX_DEPTH + 1)
+    assert len(one_more) < 100 < MAX_FILTER_LENGTH
+    assert "nested too deeply" in _reason(one_more)
+    nots = "not (" * (MAX_DEPTH + 1) + "a eq 1" + ")" * (MAX_DEPTH + 1)
+    assert "nested too deeply" in _reason(nots)
+    brackets = "a[" * (MAX_DEPTH + 1) + "b eq 1" + "]" * (MAX_DEPTH + 1)
+    assert "nested too deeply" in _reason(brackets)
+
+
+def test_comparison_count_cap_is_reached_below_the_length_cap() -> None:
+    from transom.scim.filter import MAX_COMPARISONS, MAX_FILTER_LENGTH
+
+    allowed = " or ".join(["a pr"] * MAX_COMPARISONS)
+    parse_filter(allowed)
+    over = " or ".join(["a pr"] * (MAX_COMPARISONS + 1))
+    assert len(over) < MAX_FILTER_LENGTH
+    assert f"more than {MAX_COMPARISONS} comparisons" in _reason(over)
+
+
+def test_length_cap_on_its_own() -> None:
+    from transom.scim.filter import MAX_FILTER_LENGTH
+
+    assert "longer than" in _reason("a eq " + "1" * (MAX_FILTER_LENGTH - 4))
+    parse_filter("a eq " + "1" * (MAX_FILTER_LENGTH - 5))
+
+
+def test_boolean_and_null_literals_are_parsed_as_json_literals() -> None:
+    assert parse_filter("active eq false") == Compare("active", "eq", False)
+    assert parse_filter("active eq FALSE") == Compare("active", "eq", False)
+    assert parse_filter("active eq true") == Compare("active", "eq", True)
+    assert parse_filter("manager eq null") == Compare("manager", "eq", None)
+    # a word that only starts with a literal stays a bare string
+    assert parse_filter("title eq falsehood") == Compare("title", "eq", "falsehood")
+
+
+@pytest.mark.parametrize("path", ["name.givenName junk", 'emails[type eq "work"] x', 'emails[type eq "work"].value x',
+                                  "userName)"])
+def test_patch_path_with_trailing_text_is_refused(path: str) -> None:
+    with pytest.raises(InvalidFilter) as caught:
+        parse_value_path(path)
+    assert "unexpected text in path" in caught.value.message or "expected" in caught.value.message
+
+
+@pytest.mark.parametrize(("literal", "reason"), [
+    ("\\ud800", "lone_surrogate"), ("\\udfff", "lone_surrogate"), ("a\\u0000", "nul_character"),
+    ("\\u0007", "control_character"),
+])
+def test_escaped_unsafe_characters_in_filter_strings_are_refused(literal: str, reason: str) -> None:
+    with pytest.raises(InvalidFilter) as caught:
+        parse_filter(f'userName eq "{literal}"')
+    assert caught.value.reason == reason
+    # a valid surrogate pair is one character, and welcome
+    assert parse_filter('displayName eq "\\ud83d\\ude00"') == Compare("displayName", "eq", "\U0001f600")

@@ -17,6 +17,7 @@ for processes that run no checkpointer.
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 import threading
 from collections.abc import Iterator
@@ -24,8 +25,14 @@ from contextlib import contextmanager
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError, SQLAlchemyError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.orm import Session, sessionmaker
+
+from transom.errors import ServiceUnavailable
+from transom.textpolicy import check_statement_parameters
+
+log = logging.getLogger("transom.db")
 
 #: pages; the automatic checkpoint is only a backstop (see the module doc)
 AUTO_CHECKPOINT_PAGES = 10_000
@@ -49,7 +56,41 @@ def _writer_lock(url: str) -> threading.Lock:
         return _writer_locks.setdefault(url, threading.Lock())
 
 
+#: SQLite reports bugs (a missing table, bad SQL) as OperationalError too; those stay 500s
+_SQLITE_BUGS = ("no such table", "no such column", "syntax error", "has no column")
+
+
+def unavailable_error(exc: SQLAlchemyError, where: str) -> ServiceUnavailable | None:
+    """A :class:`ServiceUnavailable` when ``exc`` means the database cannot serve right now
+    (refused or lost connection, pool exhausted, locked past the wait), else ``None``. Logs
+    one line naming the driver's error class, without a traceback: an outage must not
+    write a traceback per request."""
+    down = isinstance(exc, OperationalError | InterfaceError | PoolTimeout) or (
+        isinstance(exc, DBAPIError) and exc.connection_invalidated)
+    if down and any(bug in str(exc.orig if isinstance(exc, DBAPIError) else exc) for bug in _SQLITE_BUGS):
+        down = False
+    if not down:
+        return None
+    cause = type(exc.orig).__name__ if isinstance(exc, DBAPIError) and exc.orig is not None else type(exc).__name__
+    log.warning("database unavailable on %s: %s", where, cause)
+    return ServiceUnavailable("the database is unavailable; nothing was changed, retry shortly")
+
+
+def _parameter_backstop(engine: Engine) -> None:
+    @event.listens_for(engine, "before_cursor_execute")
+    def _check(_conn: Any, _cursor: Any, _statement: str, parameters: Any, _context: Any,
+               executemany: bool) -> None:
+        for params in parameters if executemany else (parameters,):
+            check_statement_parameters(params)
+
+
 def make_engine(url: str, **kwargs: Any) -> Engine:
+    engine = _make_engine(url, **kwargs)
+    _parameter_backstop(engine)
+    return engine
+
+
+def _make_engine(url: str, **kwargs: Any) -> Engine:
     if url.startswith("sqlite"):
         engine = create_engine(
             url, connect_args={"check_same_thread": False, "timeout": 30}, **kwargs

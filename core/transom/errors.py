@@ -9,13 +9,23 @@ class TransomError(Exception):
     status: int = 400
     #: short machine-readable code, also used as SCIM ``scimType`` where one applies
     code: str = "bad_request"
+    #: which rule refused, where a refusal has layers (``lone_surrogate``, ``throttled_address``);
+    #: sent as ``reason`` on the error body so tests and operators can tell the layers apart
+    reason: str | None = None
+    #: seconds for a ``Retry-After`` header (429, 503)
+    retry_after: int | None = None
 
-    def __init__(self, message: str, *, hint: str | None = None, code: str | None = None) -> None:
+    def __init__(self, message: str, *, hint: str | None = None, code: str | None = None,
+                 reason: str | None = None, retry_after: int | None = None) -> None:
         super().__init__(message)
         self.message = message
         self.hint = hint
         if code is not None:
             self.code = code
+        if reason is not None:
+            self.reason = reason
+        if retry_after is not None:
+            self.retry_after = retry_after
 
 
 class ConfigError(TransomError):
@@ -67,6 +77,13 @@ class PayloadTooLarge(TransomError):
     code = "too_large"
 
 
+class TooManyRequests(TransomError):
+    """A throttle refused the request (docs/security.md); ``retry_after`` is always set."""
+
+    status = 429
+    code = "too_many_requests"
+
+
 class NotImplementedByHost(TransomError):
     status = 501
     code = "not_implemented"
@@ -85,3 +102,13 @@ class UpstreamError(TransomError):
 
     status = 502
     code = "upstream_error"
+
+
+class ServiceUnavailable(TransomError):
+    """The database cannot be reached (or is locked past its wait). The request changed
+    nothing; the client may retry after ``retry_after`` seconds."""
+
+    status = 503
+    code = "unavailable"
+    reason = "database_unavailable"
+    retry_after = 5

@@ -10,12 +10,22 @@ from typing import Any
 
 from transom.errors import PayloadTooLarge
 from transom.scim.errors import InvalidSyntax
+from transom.textpolicy import check, check_json
 
 #: SCIM user bodies from Entra and Okta are well under 10 KB
 MAX_BODY_BYTES = 64 * 1024
 MAX_DEPTH = 16
 _STRINGS = re.compile(r'"(?:[^"\\]|\\.)*"', re.DOTALL)
 _BRACKETS = re.compile(r"[\[\]{}]")
+#: attributes that name or identify (the identifier rule of transom.textpolicy); other
+#: strings follow the text rule (a postal address may span lines)
+IDENTIFIER_ATTRIBUTES = frozenset({
+    "username", "externalid", "id", "displayname", "givenname", "familyname", "middlename", "nickname",
+    "honorificprefix", "honorificsuffix", "title", "usertype", "preferredlanguage", "locale", "timezone",
+    "employeenumber", "costcenter", "organization", "division", "department", "value", "$ref", "type",
+    "op", "path", "filter", "sortby", "sortorder", "attributes", "excludedattributes",
+})
+_PATH_LEAF = re.compile(r"[^.:\]\[]+$")
 
 
 def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
@@ -60,3 +70,29 @@ def parse_json_object(raw: bytes) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise InvalidSyntax("the request body must be a JSON object")
     return value
+
+
+def check_scim_text(body: dict[str, Any]) -> None:
+    """The input policy over a parsed SCIM body. A PATCH operation's ``value`` follows the
+    rule of the attribute its ``path`` names (``addresses[type eq "work"].formatted`` may
+    span lines, ``userName`` may not)."""
+    operations = next((v for k, v in body.items() if k.lower() == "operations"), None)
+    if not isinstance(operations, list):
+        check_json(body, "body", identifier_keys=IDENTIFIER_ATTRIBUTES)
+        return
+    check_json({k: v for k, v in body.items() if k.lower() != "operations"}, "body",
+               identifier_keys=IDENTIFIER_ATTRIBUTES)
+    for index, op in enumerate(operations):
+        where = f"Operations[{index}]"
+        if not isinstance(op, dict):
+            continue
+        rest = {k: v for k, v in op.items() if k.lower() != "value"}
+        check_json(rest, where, identifier_keys=IDENTIFIER_ATTRIBUTES)
+        value = next((v for k, v in op.items() if k.lower() == "value"), None)
+        path = next((v for k, v in op.items() if k.lower() == "path"), None)
+        if isinstance(value, str):
+            leaf = _PATH_LEAF.search(path.strip()) if isinstance(path, str) else None
+            named = leaf.group().lower() if leaf is not None else ""
+            check(value, f"{where}.value", identifier=named in IDENTIFIER_ATTRIBUTES)
+        elif value is not None:
+            check_json(value, f"{where}.value", identifier_keys=IDENTIFIER_ATTRIBUTES)

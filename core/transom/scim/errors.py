@@ -52,8 +52,13 @@ class Uniqueness(ScimError):
     code = "uniqueness"
 
 
-def error_body(*, status: int, detail: str, code: str | None) -> dict[str, object]:
+def error_body(*, status: int, detail: str, code: str | None, reason: str | None = None) -> dict[str, object]:
     body: dict[str, object] = {"schemas": [ERROR_SCHEMA], "status": str(status), "detail": detail}
+    if code == "bad_request":  # the host's generic 400 (e.g. the input policy) in SCIM's words
+        code = "invalidValue"
     if code in SCIM_TYPES:
         body["scimType"] = code
+    if reason:
+        # not an RFC 7644 attribute; SCIM clients ignore attributes they do not know
+        body["reason"] = reason
     return body

@@ -23,6 +23,7 @@ import re
 from dataclasses import dataclass
 
 from transom.scim.errors import InvalidFilter
+from transom.textpolicy import UnsafeText, check
 
 MAX_FILTER_LENGTH = 4096
 MAX_DEPTH = 16
@@ -252,7 +253,11 @@ class _Parser:
         except ValueError:
             self.fail("invalid escape in string")
             raise AssertionError from None
-        self.pos = end + 1
         if not isinstance(value, str):
             self.fail("invalid string")
+        try:  # an escape can spell what the raw text may not hold (\u0000, a lone \ud800)
+            check(value, f"the string at position {self.pos} of the filter")
+        except UnsafeText as exc:
+            raise InvalidFilter(exc.message, reason=exc.reason) from None
+        self.pos = end + 1
         return str(value)

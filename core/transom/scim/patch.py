@@ -93,7 +93,7 @@ def _resolve(path: str) -> tuple[Attr, Attr | None, Expr | None]:
     try:
         attr_path, flt, sub_after = parse_value_path(path)
     except InvalidFilter as exc:
-        raise InvalidPath(f"invalid path '{path[:100]}': {exc.message}") from None
+        raise InvalidPath(f"invalid path '{path[:100]}': {exc.message}", reason=exc.reason) from None
     schema, rest = split_urn(attr_path)
     if not schema or not rest:
         raise InvalidPath(f"unknown attribute in path '{path[:100]}'")
@@ -189,6 +189,10 @@ def _set(container: dict[str, Any], kind: str, attr: Attr, value: Any) -> None:
     elif attr.type == "complex":
         current = container.get(attr.name)
         combined: dict[str, Any] = dict(current) if isinstance(current, dict) else {}
+        if "value" in cleaned and combined.get("value") != cleaned["value"]:
+            # a new reference (the enterprise manager): the old one's $ref and displayName
+            # describe someone else, so they go; the sub-attributes sent are kept as given
+            combined = {}
         combined.update(cleaned)
         container[attr.name] = combined
     else:

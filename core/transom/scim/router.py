@@ -15,14 +15,16 @@ from typing import Any
 
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
+from transom.db import unavailable_error
 from transom.directory import authenticate_account_token
 from transom.errors import Forbidden, NotFound, NotImplementedByHost, TransomError, Unauthorized
 from transom.runtime import Runtime
 from transom.scim import discovery, service
-from transom.scim.body import parse_json_object
+from transom.scim.body import check_scim_text, parse_json_object
 from transom.scim.dialects import normalize
 from transom.scim.errors import InvalidValue, error_body
 from transom.scim.filter import parse_filter
@@ -48,9 +50,13 @@ class ScimResponse(JSONResponse):
     media_type = MEDIA_TYPE
 
 
-def scim_error(status: int, detail: str, code: str | None = None) -> Response:
-    headers = {"WWW-Authenticate": 'Bearer realm="transom-scim"'} if status == 401 else None
-    return ScimResponse(error_body(status=status, detail=detail, code=code), status_code=status, headers=headers)
+def scim_error(status: int, detail: str, code: str | None = None, *, reason: str | None = None,
+               retry_after: int | None = None) -> Response:
+    headers = {"WWW-Authenticate": 'Bearer realm="transom-scim"'} if status == 401 else {}
+    if retry_after is not None:
+        headers["Retry-After"] = str(retry_after)
+    return ScimResponse(error_body(status=status, detail=detail, code=code, reason=reason), status_code=status,
+                        headers=headers)
 
 
 Work = Callable[["Context"], Response]
@@ -83,16 +89,28 @@ async def _handle(request: Request, work: Work, *, with_body: bool = False) -> R
     try:
         raw = await request.body() if with_body else b""
         body = parse_json_object(raw) if with_body else None
+        if body is not None:
+            check_scim_text(body)
         return await run_in_threadpool(_in_transaction, request, work, body)
     except Unauthorized:
         return scim_error(401, AUTH_DETAIL)
     except TransomError as exc:
-        if exc.status >= 500 and exc.status != 501:
-            log.warning("SCIM %s %s -> %s %s", request.method, request.url.path, exc.status, exc.message)
-        return scim_error(exc.status, exc.message, exc.code)
+        return _transom_error(request, exc)
+    except SQLAlchemyError as exc:
+        down = unavailable_error(exc, f"SCIM {request.method} {request.url.path}")
+        if down is not None:
+            return _transom_error(request, down)
+        log.error("SCIM %s %s: unexpected %s", request.method, request.url.path, type(exc).__name__, exc_info=exc)
+        return scim_error(500, "internal error")
     except Exception as exc:
         log.error("SCIM %s %s: unexpected %s", request.method, request.url.path, type(exc).__name__, exc_info=exc)
         return scim_error(500, "internal error")
+
+
+def _transom_error(request: Request, exc: TransomError) -> Response:
+    if exc.status >= 500 and exc.status not in (501, 503):  # 503 is logged where it is classified
+        log.warning("SCIM %s %s -> %s %s", request.method, request.url.path, exc.status, exc.message)
+    return scim_error(exc.status, exc.message, exc.code, reason=exc.reason, retry_after=exc.retry_after)
 
 
 def _in_transaction(request: Request, work: Work, body: dict[str, Any] | None) -> Response:

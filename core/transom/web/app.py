@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
-from fastapi import APIRouter, FastAPI
+from fastapi import APIRouter, Depends, FastAPI
 from fastapi.responses import JSONResponse
 from sqlalchemy import text
 
@@ -16,6 +16,7 @@ from transom.runtime import Runtime
 from transom.scim import router as scim_router
 from transom.web import account_routes, admin_routes, saml_routes, sso_routes
 from transom.web.errors import install_error_handlers
+from transom.web.inputs import check_request_text
 from transom.web.limits import BodySizeLimit
 
 log = logging.getLogger("transom.web")
@@ -34,7 +35,8 @@ def create_app(runtime: Runtime, *, extra_routers: Sequence[APIRouter] = ()) -> 
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         yield
 
-    app = FastAPI(title="Transom", version="0.1.0", lifespan=lifespan)
+    # the input policy runs before every endpoint and its other dependencies (docs/security.md)
+    app = FastAPI(title="Transom", version="0.1.0", lifespan=lifespan, dependencies=[Depends(check_request_text)])
     app.state.runtime = runtime
     install_error_handlers(app)
 

@@ -47,15 +47,20 @@ def _bool(value: Any) -> Any:
 
 
 def _manager(value: Any) -> dict[str, Any] | None:
-    """Every manager shape Entra sends -> ``{"value": id}``; ``None`` means "no manager"."""
+    """Every manager shape Entra sends -> ``{"value": id}`` (plus the ``$ref`` the client
+    sent, kept as given); ``None`` means "no manager"."""
+    ref: Any = None
     if isinstance(value, list):
         value = value[0] if value else None
     if isinstance(value, dict):
-        raw = next((v for k, v in value.items() if k.lower() == "value"), None)
-        value = raw
+        ref = next((v for k, v in value.items() if k.lower() == "$ref"), None)
+        value = next((v for k, v in value.items() if k.lower() == "value"), None)
     if value is None or (isinstance(value, str) and not value.strip()):
         return None
-    return {"value": str(value)}
+    manager = {"value": str(value)}
+    if isinstance(ref, str) and ref.strip():
+        manager["$ref"] = ref
+    return manager
 
 
 def _role(entry: Any) -> Any:
@@ -139,14 +144,23 @@ def _patch(data: dict[str, Any]) -> dict[str, Any]:
                 if key.lower() in ("schemas", "meta"):
                     continue
                 if key.lower() == ENTERPRISE.lower() and isinstance(value, dict):
-                    rewritten += [_one({"op": op["op"], "path": f"{ENTERPRISE}:{k}", "value": v})
-                                  for k, v in value.items()]
+                    rewritten += [_pathless_one(op["op"], f"{ENTERPRISE}:{k}", v) for k, v in value.items()]
                     continue
-                rewritten.append(_one({"op": op["op"], "path": key, "value": value}))
+                rewritten.append(_pathless_one(op["op"], key, value))
             continue
         rewritten.append(_one(op))
     data[ops_key] = rewritten
     return data
+
+
+def _pathless_one(kind: str, key: str, value: Any) -> dict[str, Any]:
+    """One key of a path-less value, rewritten like a path but sent on path-less, so that the
+    host ignores a key it does not know (docs/scim.md) instead of refusing an unknown path.
+    A manager key becomes a real path: its rewrite may turn into a ``remove``."""
+    op = _one({"op": kind, "path": key, "value": value})
+    if op.get("path") != key or "value" not in op:
+        return op
+    return {"op": op["op"], "value": {key: op["value"]}}
 
 
 def _one(op: dict[str, Any]) -> dict[str, Any]:

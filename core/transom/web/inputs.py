@@ -1,0 +1,42 @@
+"""The input policy (transom.textpolicy) for every route: path and query parameters, form
+fields and JSON bodies, checked before the endpoint runs. SCIM bodies are checked by the
+SCIM router after its own strict parse (scim/body.py), so they are not parsed twice."""
+
+from __future__ import annotations
+
+import json
+
+from fastapi import Request
+
+from transom.textpolicy import check, check_json
+
+#: form and JSON fields that name someone or something: the identifier rule
+IDENTIFIER_FIELDS = frozenset({"email", "account", "name", "idp_identifier", "user_name", "username"})
+
+
+async def check_request_text(request: Request) -> None:
+    for name, value in request.path_params.items():
+        check(str(value), f"path parameter '{name}'", identifier=True)
+    for name, value in request.query_params.multi_items():
+        label = check(name, "a query parameter name", identifier=True)
+        check(value, f"query parameter '{label[:60]}'", identifier=label.lower() in IDENTIFIER_FIELDS)
+    path = request.url.path
+    if path.startswith("/api/scim"):
+        return
+    ctype = request.headers.get("content-type", "").lower()
+    if ctype.startswith(("application/x-www-form-urlencoded", "multipart/form-data")):
+        try:
+            form = await request.form()
+        except Exception:
+            return
+        for name, value in form.multi_items():
+            label = check(name, "a form field name", identifier=True)
+            if isinstance(value, str):
+                check(value, f"form field '{label[:60]}'", identifier=label.lower() in IDENTIFIER_FIELDS)
+    elif "json" in ctype:
+        raw = await request.body()
+        try:
+            data = json.loads(raw)
+        except ValueError:
+            return  # not JSON: the endpoint's own parser answers
+        check_json(data, "body", identifier_keys=IDENTIFIER_FIELDS, all_identifiers=path.startswith("/api/admin"))
