@@ -4,6 +4,7 @@ SCIM router after its own strict parse (scim/body.py), so they are not parsed tw
 
 from __future__ import annotations
 
+import contextlib
 import json
 
 from fastapi import Request
@@ -25,6 +26,10 @@ async def check_request_text(request: Request) -> None:
         return
     ctype = request.headers.get("content-type", "").lower()
     if ctype.startswith(("application/x-www-form-urlencoded", "multipart/form-data")):
+        # cache the raw body, so an endpoint that reads the stream still can (SAML ACS); when
+        # FastAPI already parsed the form for Form() parameters, form() returns that instead
+        with contextlib.suppress(RuntimeError):
+            await request.body()
         try:
             form = await request.form()
         except Exception:
