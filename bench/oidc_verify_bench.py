@@ -15,12 +15,14 @@ from __future__ import annotations
 import argparse
 import statistics
 import uuid
+from typing import Any
 
 import httpx
 from timing import measure, p95
 
 from transom.connector import OidcProvider
 from transom.oidc import JwksCache, verify_id_token
+from transom.testing.jws_keys import EcSigningKey, Ed25519SigningKey, RsaAlgSigningKey
 from transom.testing.oidc import FakeOidcIdp
 
 
@@ -59,6 +61,30 @@ def main() -> None:
         JwksCache().key_for(http, fake.jwks_uri, fake.key.kid)
 
     report("cold JWKS load (1 key)", measure(cold, max(50, args.runs // 50)))
+    per_algorithm(args.runs, base)
+
+
+def per_algorithm(runs: int, base: dict[str, str]) -> None:
+    """The small token per signature algorithm (PS256 and EdDSA verify on cryptography
+    directly, the others through python-jose)."""
+    keys: list[Any] = [RsaAlgSigningKey("rs384", "RS384"), RsaAlgSigningKey("ps256", "PS256"),
+                       EcSigningKey("es256", "ES256"), EcSigningKey("es384", "ES384"), Ed25519SigningKey("ed")]
+    for key in keys:
+        fake = FakeOidcIdp(issuer=f"https://idp-{key.alg.lower()}.bench", client_id="bench-client")
+        fake.jwks_override = {"keys": [key.public_jwk()]}
+        provider = OidcProvider(issuers=(fake.issuer,), authorization_endpoint=fake.authorization_endpoint,
+                                token_endpoint=fake.token_endpoint, jwks_uri=fake.jwks_uri,
+                                client_id=fake.client_id, client_secret=None, signing_algorithms=(key.alg,))
+        http = httpx.Client(transport=fake.transport())
+        cache = JwksCache()
+        token = fake.id_token(base, nonce="n-bench", key=key)
+
+        def verify(token: str = token, provider: OidcProvider = provider, http: httpx.Client = http,
+                   cache: JwksCache = cache) -> None:
+            verify_id_token(token, provider=provider, jwks=cache, http=http, nonce="n-bench", clock_skew_seconds=120)
+
+        verify()
+        report(f"verify small {key.alg} (warm cache)", measure(verify, runs))
 
 
 if __name__ == "__main__":

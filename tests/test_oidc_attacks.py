@@ -436,9 +436,18 @@ def test_jwks_unreachable_is_an_upstream_error_not_a_500(make_runtime: Any) -> N
 
 
 def test_no_jwt_decode_without_pinned_algorithms() -> None:
-    """Every jwt.decode in the code base pins algorithms (security-checklist §2.1)."""
+    """Every jwt.decode in the code base pins algorithms (security-checklist §2.1): a literal
+    list, or ``pinned(alg)``, which returns exactly one allow-listed asymmetric algorithm."""
     import re
     from pathlib import Path
+
+    from transom.oidc.algorithms import ALLOWED_ALGORITHMS, pinned
+
+    for bad in ("none", "NoNe", "HS256", "HS384", "HS512", "ES512", ""):
+        with pytest.raises(ValueError):
+            pinned(bad)
+    assert all(pinned(alg) == [alg] for alg in ALLOWED_ALGORITHMS)
+    assert not any(alg.startswith("HS") or alg.lower() == "none" for alg in ALLOWED_ALGORITHMS)
 
     root = Path(__file__).resolve().parents[1]
     calls = 0
@@ -447,7 +456,8 @@ def test_no_jwt_decode_without_pinned_algorithms() -> None:
         for match in re.finditer(r"jwt\.decode\(", text):
             calls += 1
             window = text[match.end(): match.end() + 400]
-            assert "algorithms=ALLOWED_ALGORITHMS" in window or 'algorithms=["RS256"]' in window, path
+            assert ("algorithms=ALLOWED_ALGORITHMS" in window or 'algorithms=["RS256"]' in window
+                    or "algorithms=pinned(" in window), path
         assert "verify_signature\": False" not in text, path
         assert "get_unverified_claims" not in text, path
     assert calls >= 1

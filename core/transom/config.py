@@ -238,7 +238,7 @@ def bind_connectors(config: Config, types: Mapping[str, Any]) -> dict[str, Conne
             settings=settings,
             provisioning=entry.provisioning,
             protocol=protocol,
-            capabilities=ct.capabilities,
+            capabilities=ct.capabilities_of(settings),
         )
     config.connectors = connectors
     return connectors

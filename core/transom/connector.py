@@ -7,11 +7,12 @@ Plugins import only from this module, ``transom.errors`` and ``transom.hookspecs
 from __future__ import annotations
 
 import enum
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Generic, Literal
+from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from typing_extensions import TypeVar
 
 Protocol = Literal["oidc", "saml"]
@@ -32,6 +33,14 @@ class ConnectorType:
     #: label of the login button when the operator sets no ``name``
     default_button_label: str = "Sign in"
     version: str = "0"
+    #: capabilities of one connector, from its validated settings, when they depend on them
+    #: (``generic_oidc`` syncs groups only when ``groups_claim`` is set); None: ``capabilities``
+    settings_capabilities: Callable[[Any], frozenset[str]] | None = None
+
+    def capabilities_of(self, settings: BaseModel) -> frozenset[str]:
+        if self.settings_capabilities is None:
+            return self.capabilities
+        return frozenset(self.settings_capabilities(settings))
 
 
 class ProvisioningSettings(BaseModel):
@@ -149,6 +158,40 @@ class OidcProvider:
     token_endpoint_auth_method: Literal["client_secret_post", "client_secret_basic"] = (
         "client_secret_post"
     )
+    #: the host fetches ``{issuers[0]}/.well-known/openid-configuration`` (or ``discovery_url``)
+    #: and fills every endpoint left empty, the UserInfo endpoint and the signing algorithms;
+    #: the document's ``issuer`` must equal ``issuers[0]`` exactly (docs/oidc.md, Discovery)
+    discovery: bool = False
+    #: where the discovery document lives when it is not under the issuer (implies discovery)
+    discovery_url: str | None = None
+    #: UserInfo endpoint; empty: none (or the discovery document's)
+    userinfo_endpoint: str = ""
+    #: id_token signing algorithms accepted, each inside the host's asymmetric allow-list
+    #: (``transom.oidc.algorithms.ALLOWED_ALGORITHMS``); empty: ``RS256``, or with discovery the
+    #: allowed ones the document advertises
+    signing_algorithms: tuple[str, ...] = ()
+    #: claims the connector maps the user's profile from: when the id_token lacks any of them
+    #: and a UserInfo endpoint is known, the host fetches UserInfo with the access token and
+    #: adds the claims the id_token does not carry (never the protocol claims or the subject)
+    profile_claims: tuple[str, ...] = ("email", "preferred_username", "name")
+    #: the claim users are keyed on: never taken from UserInfo
+    subject_claim: str = "sub"
+
+    @classmethod
+    def discover(
+        cls,
+        issuer: str,
+        *,
+        client_id: str,
+        client_secret: str | None,
+        **options: Any,
+    ) -> OidcProvider:
+        """A provider the host completes from the issuer's discovery document: the plugin
+        computes no URL. ``options`` are any other fields (``scopes``, ``profile_claims``,
+        an endpoint override...)."""
+        fields: dict[str, Any] = {"authorization_endpoint": "", "token_endpoint": "", "jwks_uri": "",
+                                  "discovery": True, **options}
+        return cls(issuers=(issuer,), client_id=client_id, client_secret=client_secret, **fields)
 
 
 @dataclass(frozen=True)
@@ -259,3 +302,54 @@ class OidcClientSettings(BaseModel):
         if not self.client_id.strip():
             raise ValueError("client_id must not be empty")
         return self
+
+
+def check_issuer_url(value: str) -> str:
+    """An issuer as OIDC Discovery needs it: an http(s) URL with a host and no query or
+    fragment. Kept exactly as written (a trailing slash is part of some issuers, Auth0's)."""
+    parts = urlsplit(value)
+    if parts.scheme not in ("https", "http") or not parts.hostname:
+        raise ValueError("issuer must be an https:// URL")
+    if parts.query or parts.fragment:
+        raise ValueError("issuer must not have a query or fragment")
+    return value
+
+
+class OidcSettings(BaseModel):
+    """The keys every discovery-based OIDC connector type accepts: a plugin subclasses it,
+    adds its claim names, and returns :meth:`oidc_provider` from ``transom_oidc_provider``;
+    the host fetches ``{issuer}/.well-known/openid-configuration`` for the endpoints, the
+    JWKS, UserInfo and the signing algorithms. Unknown keys are refused."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    #: exactly the ``issuer`` of the provider's discovery document (and of its id_tokens)
+    issuer: str
+    client_id: str
+    client_secret: SecretStr | None = None
+    #: requested scopes; empty: ``openid profile email``
+    scopes: list[str] = Field(default_factory=list)
+    token_endpoint_auth_method: Literal["client_secret_post", "client_secret_basic"] = "client_secret_basic"
+
+    @field_validator("issuer")
+    @classmethod
+    def _issuer_url(cls, value: str) -> str:
+        return check_issuer_url(value)
+
+    @model_validator(mode="after")
+    def _client(self) -> OidcSettings:
+        if not self.client_id.strip():
+            raise ValueError("client_id must not be empty")
+        if self.scopes and "openid" not in self.scopes:
+            raise ValueError("scopes must include \"openid\"")
+        return self
+
+    def oidc_provider(self, **options: Any) -> OidcProvider:
+        """The provider the host completes by discovery; ``options`` set any other field of
+        :class:`OidcProvider` (``profile_claims``, ``subject_claim``...)."""
+        if self.scopes:
+            options.setdefault("scopes", tuple(self.scopes))
+        return OidcProvider.discover(
+            self.issuer, client_id=self.client_id,
+            client_secret=self.client_secret.get_secret_value() if self.client_secret else None,
+            token_endpoint_auth_method=self.token_endpoint_auth_method, **options)

@@ -42,6 +42,7 @@ from transom.config import Config
 from transom.connector import Claims, Connector
 from transom.errors import BadRequest, TransomError, UpstreamError
 from transom.login import LoginPreview, preview_login, preview_unverified
+from transom.oidc.discovery import resolve, verify_with_discovery
 from transom.provisioning import LoginPreview as ProvisioningPreview
 from transom.runtime import Runtime
 from transom.verified import ProtocolFacts, verified_login
@@ -118,10 +119,10 @@ def inspect_id_token(runtime: Runtime, connector: Connector, token: str) -> Insp
     at = float(issued) if isinstance(issued, int | float) and not isinstance(issued, bool) else time.time()
     skew = runtime.config.server.clock_skew_seconds
     try:
-        provider = runtime.plugins.oidc_provider(connector)
-        claims = oidc.verify_id_token(
-            token, provider=provider, jwks=runtime.jwks, http=runtime.http, nonce=nonce, clock_skew_seconds=skew, now=at
-        )
+        declared = runtime.plugins.oidc_provider(connector)
+        provider = resolve(runtime.http, runtime.discovery, declared)
+        claims = verify_with_discovery(token, provider=declared, http=runtime.http, jwks=runtime.jwks,
+                                       discovery=runtime.discovery, nonce=nonce, clock_skew_seconds=skew, now=at)
     except UpstreamError as exc:
         report.update(status=UNVERIFIED, detail=f"the provider's keys could not be loaded: {exc.message}")
         return report, unverified, None
@@ -130,7 +131,7 @@ def inspect_id_token(runtime: Runtime, connector: Connector, token: str) -> Insp
         return report, unverified, None
     report.update(
         status=VERIFIED,
-        detail=f"RS256 signature verified with the provider's key "
+        detail=f"{header.get('alg')} signature verified with the provider's key "
         f"(kid {header.get('kid')!s}); issuer, audience and tenant match the connector",
     )
     try:

@@ -49,7 +49,7 @@ from transom.verified import VerifiedLogin, map_claims
 log = logging.getLogger("transom.login")
 
 #: how the log line names each connector type (the seed's "Valid login through AzureAD Idp")
-IDP_LABELS = {"azure_ad": "AzureAD", "okta": "Okta", "generic_saml": "SAML"}
+IDP_LABELS = {"azure_ad": "AzureAD", "okta": "Okta", "generic_saml": "SAML", "generic_oidc": "OIDC"}
 
 __all__ = ["LoginPreview", "LoginResult", "LoginTrace", "complete_login", "preview_login", "preview_unverified"]
 
@@ -314,6 +314,7 @@ def find_or_create_user(
     user = _link_candidate(db, account=account, connector=connector, claims=claims)
     created = False
     if user is None:
+        refuse_profileless_user(connector, claims)
         user_name = claims.user_name or claims.email or claims.subject
         if claims.user_name is None and db.scalar(select(User.id).where(
                 User.account_id == account.id, User.user_name_key == directory.user_name_key(user_name))):
@@ -346,6 +347,20 @@ def find_or_create_user(
     db.add(ExternalIdentity(account_id=account.id, user_id=user.id, connector_id=connector.id, subject=claims.subject))
     db.flush()
     return user, created
+
+
+def refuse_profileless_user(connector: Connector, claims: Claims) -> None:
+    """An OIDC login that would create a user with neither email nor user name is refused:
+    such a user (named after an opaque ``sub``) is a silent duplicate of the person's real
+    user, with no way to link the two (issue 9). SAML keeps the NameID fallback: a NameID
+    is the IdP's chosen user identifier."""
+    if connector.protocol == "oidc" and not claims.email and not claims.user_name:
+        raise LoginRefused(
+            "your identity provider did not send your email address or user name",
+            hint=f"connector '{connector.id}': neither the id_token nor UserInfo carries an email or a user "
+            "name claim, so no user was created; request the 'email' and 'profile' scopes, add the claims "
+            "to the IdP application (or let it serve UserInfo), or set the connector's claim names",
+        )
 
 
 def _link_candidate(db: Session, *, account: Account, connector: Connector, claims: Claims) -> User | None:

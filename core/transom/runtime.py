@@ -11,6 +11,7 @@ from transom.config import Config, bind_connectors
 from transom.connector import Connector
 from transom.db import Database
 from transom.errors import ConfigError, NotFound
+from transom.oidc.discovery import DiscoveryCache
 from transom.oidc.jwks import JwksCache
 from transom.plugins import PluginHost
 
@@ -35,6 +36,8 @@ class Runtime:
     http: httpx.Client
     #: per-process cache of OIDC signing keys (refetched on an unknown kid)
     jwks: JwksCache = field(default_factory=JwksCache)
+    #: per-process cache of OIDC discovery documents (transom.oidc.discovery)
+    discovery: DiscoveryCache = field(default_factory=DiscoveryCache)
 
     @classmethod
     def build(

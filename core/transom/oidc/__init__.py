@@ -5,25 +5,31 @@ request and the token endpoint call. All OIDC cryptography of Transom lives in t
 Verification follows docs/oidc.md (security-checklist §2, §2.1):
 
 * the header is parsed from segment 0 by us (never trusted beyond routing), ``alg`` must be
-  exactly ``RS256``, header-supplied keys (``jku``/``x5u``/``jwk``/``x5c``) and ``crit`` are
-  refused, and so is an access token (``typ: at+jwt``);
-* ONE key, chosen by ``kid`` from a per-process :class:`JwksCache`, is handed to
-  ``jose.jwt.decode`` with ``algorithms=["RS256"]`` pinned;
+  one of the provider's algorithms (``RS256`` unless its discovery document or plugin says
+  otherwise; always inside the asymmetric allow-list of ``algorithms``), header-supplied keys
+  (``jku``/``x5u``/``jwk``/``x5c``) and ``crit`` are refused, and so is an access token
+  (``typ: at+jwt``);
+* ONE key, chosen by ``kid`` and bound to ``alg`` from a per-process :class:`JwksCache`, is
+  handed to ``jose.jwt.decode`` with exactly that algorithm pinned (PS256 and EdDSA, which
+  python-jose lacks, are verified on ``cryptography``);
 * every claim check is ours (python-jose accepts a missing ``aud``, a string ``exp``, a
   future ``iat``, never checks ``nonce``/``azp``/``tid``), so that each refusal carries a
   hint an IdP administrator can act on.
 
 Modules, one job each: ``common`` (refusal wording, base64url), ``idtoken`` (header and
-claim checks, signature), ``jwks`` (key cache), ``authorize`` (PKCE, authorization URL),
+claim checks, signature), ``algorithms`` (the allow-list, JWK parsing with the key type bound
+to the algorithm, the signature check), ``jwks`` (key cache), ``discovery`` (discovery
+documents, completing a discovery provider), ``userinfo`` (the UserInfo call and merge),
+``authorize`` (PKCE, authorization URL),
 ``token_endpoint`` (code exchange), ``endpoints`` (redirect URI), ``start`` (starting a
 login) and ``verify`` (the one verify step of the login pipeline). This package re-exports
 the protocol pieces only: ``start`` and ``verify`` need the runtime, which itself imports
 :class:`JwksCache` from here, so they are imported by their module path.
 """
 
+from transom.oidc.algorithms import ALLOWED_ALGORITHMS
 from transom.oidc.authorize import authorization_url, new_pkce_verifier, pkce_challenge
 from transom.oidc.idtoken import (
-    ALLOWED_ALGORITHMS,
     MAX_ID_TOKEN_AGE_SECONDS,
     MAX_ID_TOKEN_CHARS,
     check_claims,

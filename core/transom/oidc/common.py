@@ -18,9 +18,17 @@ def refused(message: str, hint: str) -> LoginRefused:
     return LoginRefused(message, hint=hint)
 
 
+TOKEN_REFUSED = "the sign-in token from your identity provider was not accepted"
+
+
 def token_refused(hint: str) -> LoginRefused:
     """The user sees one generic sentence; the administrator gets the precise reason."""
-    return LoginRefused("the sign-in token from your identity provider was not accepted", hint=hint)
+    return LoginRefused(TOKEN_REFUSED, hint=hint)
+
+
+class UnknownSigningKey(LoginRefused):
+    """The token names a key the JWKS does not publish (even after a refetch): the caller may
+    look the JWKS URL up again (discovery) before giving up."""
 
 
 def b64url_decode(segment: str) -> bytes:

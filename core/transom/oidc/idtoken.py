@@ -1,5 +1,7 @@
-"""id_token verification: our own header parse, one key from the JWKS cache, the signature
-with ``alg`` pinned, then every claim check of OIDC Core §3.1.3.7 plus Transom's."""
+"""id_token verification: our own header parse, one key from the JWKS cache bound to the
+token's ``alg`` (one of the provider's, inside the allow-list of
+:mod:`transom.oidc.algorithms`), the signature with that ``alg`` pinned, then every claim
+check of OIDC Core §3.1.3.7 plus Transom's."""
 
 from __future__ import annotations
 
@@ -11,15 +13,13 @@ from collections.abc import Mapping
 from typing import Any, TypeGuard
 
 import httpx
-from jose import jwt
 from jose.exceptions import JOSEError
 
 from transom.connector import OidcProvider
+from transom.oidc.algorithms import ALLOWED_ALGORITHMS, DEFAULT_ALGORITHMS, decode_signed
 from transom.oidc.common import KID_MAX, b64url_decode, printable, refused, token_refused
 from transom.oidc.jwks import JwksCache
 
-#: the only signature algorithm accepted, on every decode (blocks none/HS*/key confusion)
-ALLOWED_ALGORITHMS = ["RS256"]
 #: header members that would let the token choose its own key, or demand unknown semantics
 FORBIDDEN_HEADERS = frozenset({"jku", "x5u", "jwk", "x5c", "crit"})
 #: ``typ`` values accepted for an id_token (absent is fine too); ``at+jwt`` is an access token
@@ -52,13 +52,14 @@ def parse_header(token: str) -> dict[str, Any]:
     return header
 
 
-def check_header(header: Mapping[str, Any]) -> str | None:
-    """Refuse what no id_token of ours may carry; return the ``kid`` (None when absent)."""
+def check_header(header: Mapping[str, Any], algorithms: tuple[str, ...] = DEFAULT_ALGORITHMS) -> str | None:
+    """Refuse what no id_token of ours may carry; return the ``kid`` (None when absent).
+    ``algorithms`` are the provider's, already inside the allow-list."""
     alg = header.get("alg")
-    if alg not in ALLOWED_ALGORITHMS:
+    if not isinstance(alg, str) or alg not in algorithms or alg not in ALLOWED_ALGORITHMS:
         raise token_refused(
-            f"the id_token is signed with alg '{printable(alg, 20)}'; Transom accepts only RS256: set the "
-            "application's id_token signing algorithm to RS256"
+            f"the id_token is signed with alg '{printable(alg, 20)}'; this connector accepts "
+            f"{', '.join(algorithms)}: set the application's id_token signing algorithm to one of them"
         )
     forbidden = sorted(FORBIDDEN_HEADERS & set(header))
     if forbidden:
@@ -99,20 +100,11 @@ def verify_id_token(
     (with an administrator hint) for every bad token, ``UpstreamError`` when the keys cannot
     be loaded at all."""
     header = parse_header(id_token)
-    kid = check_header(header)
-    key = jwks.key_for(http, provider.jwks_uri, kid)
+    kid = check_header(header, provider.signing_algorithms or DEFAULT_ALGORITHMS)
+    key = jwks.key_for(http, provider.jwks_uri, kid, header["alg"])
     try:
-        # Signature only: every claim check below is ours (precise hints, stricter rules).
-        claims: Any = jwt.decode(
-            id_token,
-            key,
-            algorithms=ALLOWED_ALGORITHMS,
-            options={
-                "verify_signature": True,
-                "verify_aud": False, "verify_iss": False, "verify_sub": False, "verify_jti": False,
-                "verify_exp": False, "verify_nbf": False, "verify_iat": False, "verify_at_hash": False,
-            },
-        )
+        # Signature only, one pinned algorithm: every claim check below is ours.
+        claims: Any = decode_signed(id_token, key)
     except JOSEError as exc:
         # JWKError is not a JWTError: catch the common base.
         if "payload" in str(exc).lower():

@@ -13,12 +13,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
-from jose import jwk
-from jose.backends.base import Key
-from jose.exceptions import JOSEError
 
 from transom.errors import UpstreamError
-from transom.oidc.common import KID_MAX, printable, token_refused
+from transom.oidc.algorithms import PublicJwk, Verifier, parse_jwk
+from transom.oidc.common import KID_MAX, TOKEN_REFUSED, UnknownSigningKey, printable, token_refused
 
 log = logging.getLogger("transom.oidc")
 
@@ -27,13 +25,12 @@ log = logging.getLogger("transom.oidc")
 class _KeySet:
     """Key objects of one JWKS document, built once per fetch and indexed by ``kid``."""
 
-    by_kid: dict[str, Key] = field(default_factory=dict)
+    by_kid: dict[str, PublicJwk] = field(default_factory=dict)
     #: usable keys without a ``kid`` (used only when the token has no kid either)
-    unnamed: list[Key] = field(default_factory=list)
+    unnamed: list[PublicJwk] = field(default_factory=list)
 
-    @property
-    def usable(self) -> int:
-        return len(self.by_kid) + len(self.unnamed)
+    def usable(self, alg: str) -> int:
+        return sum(1 for key in (*self.by_kid.values(), *self.unnamed) if key.usable_for(alg))
 
 
 @dataclass
@@ -58,8 +55,10 @@ class JwksCache:
       ``cooldown`` seconds, whatever the number of random kids thrown at us; a kid that was
       not in the fresh document is negatively cached until the cooldown ends.
     * A failed refetch keeps the last good keys.
-    * The body is capped at ``max_bytes`` and ``max_keys``; keys that are not RSA, that are
-      marked ``use=enc``, that name another ``alg`` or that do not parse are skipped.
+    * The body is capped at ``max_bytes`` and ``max_keys``; keys that are marked ``use=enc``,
+      that name an ``alg`` off the allow-list, of an unknown type or curve, or that do not
+      parse are skipped (:func:`transom.oidc.algorithms.parse_jwk`). A key is used only for
+      the algorithms its type (and its own ``alg``, when given) allows.
     """
 
     def __init__(
@@ -95,12 +94,12 @@ class JwksCache:
                 entry = self._entries[jwks_uri] = _JwksEntry()
             return entry
 
-    def key_for(self, http: httpx.Client, jwks_uri: str, kid: str | None) -> Key:
-        """The one key that may have signed a token with this ``kid``."""
+    def key_for(self, http: httpx.Client, jwks_uri: str, kid: str | None, alg: str = "RS256") -> Verifier:
+        """The one key that may have signed a token with this ``kid`` and ``alg``."""
         entry = self._entry(jwks_uri)
         now = self._clock()
         if entry.keys is not None and now < entry.expires_at:
-            found = self._lookup(entry.keys, kid)
+            found = self._lookup(entry.keys, kid, alg)
             if found is not None:
                 return found
         with entry.lock:
@@ -108,7 +107,7 @@ class JwksCache:
             now = self._clock()
             fresh = entry.keys is not None and now < entry.expires_at
             if fresh and entry.keys is not None:
-                found = self._lookup(entry.keys, kid)
+                found = self._lookup(entry.keys, kid, alg)
                 if found is not None:
                     return found
             cooling = now - entry.last_attempt < self.cooldown
@@ -116,7 +115,7 @@ class JwksCache:
             if not cooling and not (fresh and negative):
                 self._refresh(http, jwks_uri, entry, now)
             if entry.keys is not None:
-                found = self._lookup(entry.keys, kid)
+                found = self._lookup(entry.keys, kid, alg)
                 if found is not None:
                     return found
                 if kid is not None:
@@ -131,21 +130,24 @@ class JwksCache:
             )
         if kid is None:
             raise token_refused(
-                f"the id_token names no kid and the provider publishes {entry.keys.usable} usable signing keys; "
-                "Transom picks a key without kid only when exactly one exists"
+                f"the id_token names no kid and the provider publishes {entry.keys.usable(alg)} usable {alg} "
+                "signing keys; Transom picks a key without kid only when exactly one exists"
             )
-        raise token_refused(
-            f"the id_token was signed with key id '{printable(kid, 60)}', which the provider's JWKS "
-            f"({jwks_uri}) does not publish; if keys were just rotated, retry in a minute"
+        raise UnknownSigningKey(
+            TOKEN_REFUSED,
+            hint=f"the id_token was signed ({printable(alg, 20)}) with key id '{printable(kid, 60)}', which the "
+            f"provider's JWKS ({jwks_uri}) does not publish as a {printable(alg, 20)} key; if keys were just "
+            "rotated, retry in a minute",
         )
 
     @staticmethod
-    def _lookup(keys: _KeySet, kid: str | None) -> Key | None:
+    def _lookup(keys: _KeySet, kid: str | None, alg: str) -> Verifier | None:
         if kid is not None:
-            return keys.by_kid.get(kid)
-        if keys.usable == 1:
-            return next(iter(keys.by_kid.values())) if keys.by_kid else keys.unnamed[0]
-        return None
+            named = keys.by_kid.get(kid)
+            # the key type is bound to the algorithm: an EC kid cannot verify RS256, etc.
+            return named.verifier(alg) if named is not None and named.usable_for(alg) else None
+        matching = [key for key in (*keys.by_kid.values(), *keys.unnamed) if key.usable_for(alg)]
+        return matching[0].verifier(alg) if len(matching) == 1 else None
 
     def _refresh(self, http: httpx.Client, jwks_uri: str, entry: _JwksEntry, now: float) -> None:
         entry.last_attempt = now
@@ -161,7 +163,7 @@ class JwksCache:
         entry.keys = keys
         entry.expires_at = now + ttl
         entry.missing = {}
-        log.info("JWKS loaded uri=%s keys=%d", jwks_uri, keys.usable)
+        log.info("JWKS loaded uri=%s keys=%d", jwks_uri, len(keys.by_kid) + len(keys.unnamed))
 
     def _fetch(self, http: httpx.Client, jwks_uri: str) -> tuple[_KeySet, float]:
         def fail(why: str) -> UpstreamError:
@@ -196,19 +198,8 @@ class JwksCache:
         keys = _KeySet()
         skipped = 0
         for raw in raw_keys:
-            if not isinstance(raw, dict) or raw.get("kty") != "RSA":
-                skipped += 1
-                continue
-            if raw.get("use", "sig") != "sig" or raw.get("alg", "RS256") != "RS256":
-                skipped += 1
-                continue
-            ops = raw.get("key_ops")
-            if ops is not None and (not isinstance(ops, list) or "verify" not in ops):
-                skipped += 1
-                continue
-            try:
-                key = jwk.construct({k: v for k, v in raw.items() if k in ("kty", "n", "e")}, "RS256")
-            except (JOSEError, ValueError, TypeError):
+            key = parse_jwk(raw)
+            if key is None:
                 skipped += 1
                 continue
             kid = raw.get("kid")

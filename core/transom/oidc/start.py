@@ -10,6 +10,7 @@ from transom import directory
 from transom.connector import Connector
 from transom.loginstate import create_login_state
 from transom.oidc.authorize import authorization_url, new_pkce_verifier
+from transom.oidc.discovery import resolve
 from transom.oidc.endpoints import callback_url
 from transom.runtime import Runtime
 
@@ -18,7 +19,8 @@ log = logging.getLogger("transom.sso")
 
 def start_oidc_login(runtime: Runtime, connector: Connector, *, next_path: str | None, binding: str) -> str:
     """The state row is written in its own short transaction; returns the IdP URL."""
-    provider = runtime.plugins.oidc_provider(connector)
+    # a discovery provider gets its endpoints from the (cached) discovery document
+    provider = resolve(runtime.http, runtime.discovery, runtime.plugins.oidc_provider(connector))
     state = secrets.token_urlsafe(32)  # 256 bits
     nonce = secrets.token_urlsafe(32)
     verifier = new_pkce_verifier()

@@ -12,12 +12,14 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-from transom.connector import Connector
+from transom.connector import Connector, OidcProvider
 from transom.errors import BadRequest, LoginRefused, NotFound, TransomError
 from transom.loginstate import consume_login_state
+from transom.oidc.discovery import resolve, verify_with_discovery
 from transom.oidc.endpoints import callback_url
-from transom.oidc.idtoken import MAX_ID_TOKEN_CHARS, parse_header, verify_id_token
+from transom.oidc.idtoken import MAX_ID_TOKEN_CHARS, parse_header
 from transom.oidc.token_endpoint import exchange_code
+from transom.oidc.userinfo import with_userinfo
 from transom.runtime import Runtime
 from transom.verified import ProtocolFacts, VerifiedLogin, verified_login
 
@@ -78,6 +80,8 @@ class VerifiedTokens:
     claims: dict[str, Any]
     access_token: str | None
     key_id: str | None
+    #: the provider, completed by discovery when it asks for it
+    provider: OidcProvider
 
 
 def verify_oidc(runtime: Runtime, params: CallbackParams, *, binding: str | None) -> VerifiedLogin:
@@ -99,9 +103,13 @@ def verify_oidc(runtime: Runtime, params: CallbackParams, *, binding: str | None
     except TransomError as exc:
         log.info("OIDC login refused connector=%s reason=%s", connector.id, exc.hint or exc.message)
         raise
-    # Claims the id_token lacks (UserInfo, with tokens.access_token) belong here: after the
-    # token checks, before the plugin maps the payload.
-    payload = tokens.claims
+    # Claims the id_token lacks, from UserInfo with the access token: after the token checks,
+    # before the plugin maps the payload (transom.oidc.userinfo).
+    try:
+        payload = with_userinfo(runtime.http, tokens.provider, tokens.claims, tokens.access_token)
+    except TransomError as exc:
+        log.info("OIDC login refused connector=%s reason=%s", connector.id, exc.hint or exc.message)
+        raise
     facts = ProtocolFacts(protocol="oidc", issuer=payload.get("iss"), subject=payload.get("sub"),
                           key_id=tokens.key_id)
     return verified_login(runtime, connector, payload, facts=facts, next_path=pending.next_path)
@@ -137,7 +145,8 @@ def verify_tokens(
     front-channel ``id_token`` (form_post hybrid), the code wins: the token endpoint's
     id_token arrives over TLS from the IdP itself, bound to our client secret and PKCE
     verifier; the front-channel one is ignored (docs/oidc.md)."""
-    provider = runtime.plugins.oidc_provider(connector)
+    declared = runtime.plugins.oidc_provider(connector)
+    provider = resolve(runtime.http, runtime.discovery, declared)  # endpoints from discovery when asked
     if params.iss is not None and params.iss not in provider.issuers:
         # RFC 9207: the authorization response names its issuer; a mismatch is an IdP mix-up.
         raise LoginRefused(
@@ -159,7 +168,9 @@ def verify_tokens(
             "the identity provider's answer carried neither a code nor an id_token",
             hint="use the authorization code flow (response_type=code) with this redirect URI",
         )
-    claims = verify_id_token(id_token, provider=provider, jwks=runtime.jwks, http=runtime.http, nonce=nonce,
-                             clock_skew_seconds=runtime.config.server.clock_skew_seconds)
+    claims = verify_with_discovery(id_token, provider=declared, http=runtime.http, jwks=runtime.jwks,
+                                   discovery=runtime.discovery, nonce=nonce,
+                                   clock_skew_seconds=runtime.config.server.clock_skew_seconds)
     kid = parse_header(id_token).get("kid")  # verified above; the key that signed it, for the facts
-    return VerifiedTokens(claims=claims, access_token=access_token, key_id=kid if isinstance(kid, str) else None)
+    return VerifiedTokens(claims=claims, access_token=access_token, key_id=kid if isinstance(kid, str) else None,
+                          provider=provider)

@@ -35,6 +35,8 @@ import httpx
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
+from transom.testing.jws_keys import JwsKey
+
 #: put this as a claim value to leave the claim out of the token
 OMIT: Any = object()
 
@@ -96,6 +98,8 @@ class PendingCode:
     code_challenge: str | None
     code_challenge_method: str | None
     id_token: str
+    #: what the UserInfo endpoint answers for the access token this code redeems
+    userinfo: Mapping[str, Any] | None = None
 
 
 class FakeOidcIdp:
@@ -111,6 +115,7 @@ class FakeOidcIdp:
         token_endpoint: str | None = None,
         jwks_uri: str | None = None,
         kid: str | None = "key-1",
+        userinfo_endpoint: str | None = None,
     ) -> None:
         self.issuer = issuer.rstrip("/")
         self.client_id = client_id
@@ -118,6 +123,15 @@ class FakeOidcIdp:
         self.authorization_endpoint = authorization_endpoint or f"{self.issuer}/v1/authorize"
         self.token_endpoint = token_endpoint or f"{self.issuer}/v1/token"
         self.jwks_uri = jwks_uri or f"{self.issuer}/v1/keys"
+        self.userinfo_endpoint = userinfo_endpoint or f"{self.issuer}/v1/userinfo"
+        #: advertised in the discovery document's id_token_signing_alg_values_supported
+        self.signing_algorithms: list[str] = ["RS256"]
+        #: the discovery document served; None serves :meth:`discovery_document`
+        self.discovery_override: dict[str, Any] | None = None
+        self.discovery_fetches = 0
+        #: access token -> UserInfo claims (filled when a code is redeemed)
+        self.userinfo_by_token: dict[str, Mapping[str, Any]] = {}
+        self.userinfo_requests = 0
         self.keys: list[SigningKey] = [SigningKey(kid)]
         #: the JWKS document served; None serves the public keys of ``keys``
         self.jwks_override: dict[str, Any] | None = None
@@ -143,6 +157,26 @@ class FakeOidcIdp:
             return self.jwks_override
         return {"keys": [k.public_jwk() for k in self.keys]}
 
+    @property
+    def discovery_url(self) -> str:
+        return f"{self.issuer}/.well-known/openid-configuration"
+
+    def discovery_document(self) -> dict[str, Any]:
+        """What ``{issuer}/.well-known/openid-configuration`` answers (OpenID Connect
+        Discovery 1.0), pointing at this fake's endpoints."""
+        return {
+            "issuer": self.issuer,
+            "authorization_endpoint": self.authorization_endpoint,
+            "token_endpoint": self.token_endpoint,
+            "jwks_uri": self.jwks_uri,
+            "userinfo_endpoint": self.userinfo_endpoint,
+            "response_types_supported": ["code"],
+            "subject_types_supported": ["public"],
+            "id_token_signing_alg_values_supported": list(self.signing_algorithms),
+            "token_endpoint_auth_methods_supported": ["client_secret_post", "client_secret_basic"],
+            "code_challenge_methods_supported": ["S256"],
+        }
+
     def default_claims(self, *, nonce: str | None = None, now: float | None = None) -> dict[str, Any]:
         issued = int(time.time() if now is None else now)
         claims: dict[str, Any] = {"iss": self.issuer, "aud": self.client_id, "iat": issued,
@@ -157,7 +191,7 @@ class FakeOidcIdp:
         *,
         nonce: str | None = None,
         header: Mapping[str, Any] | None = None,
-        key: SigningKey | None = None,
+        key: SigningKey | JwsKey | None = None,
         signer: Callable[[bytes], bytes] | None = None,
     ) -> str:
         """A signed id_token: default claims (iss, aud, iat, exp, nonce) updated with
@@ -168,7 +202,8 @@ class FakeOidcIdp:
         body.update(claims or {})
         body = {k: v for k, v in body.items() if v is not OMIT}
         use = key or self.key
-        head: dict[str, Any] = {"alg": "RS256", "typ": "JWT"}
+        # a key of transom.testing.jws_keys names its own algorithm (ES256, EdDSA, PS256...)
+        head: dict[str, Any] = {"alg": getattr(use, "alg", "RS256"), "typ": "JWT"}
         if use.kid is not None:
             head["kid"] = use.kid
         head.update(header or {})
@@ -183,13 +218,15 @@ class FakeOidcIdp:
         claims: Mapping[str, Any] | None = None,
         *,
         id_token: str | Callable[[Mapping[str, str]], str] | None = None,
+        userinfo: Mapping[str, Any] | None = None,
     ) -> dict[str, str]:
         """Act on an authorization request URL as the IdP would after the user signed in:
         remember a code for an id_token carrying ``claims`` (and the request's nonce) and
         return the parameters of the authorization response (``code``, ``state``).
 
         ``id_token`` replaces the token the code will redeem (a string, or a function of the
-        request parameters) for attacks that need a hand-made token."""
+        request parameters) for attacks that need a hand-made token. ``userinfo`` is what the
+        UserInfo endpoint answers for the access token the code redeems (404 when None)."""
         request = {k: v[0] for k, v in parse_qs(urlsplit(authorization_url).query).items()}
         if request.get("client_id") != self.client_id:
             raise AssertionError(f"authorization request for client {request.get('client_id')!r}")
@@ -206,17 +243,24 @@ class FakeOidcIdp:
             self._codes[code] = PendingCode(
                 client_id=request["client_id"], redirect_uri=request.get("redirect_uri", ""),
                 code_challenge=request.get("code_challenge"),
-                code_challenge_method=request.get("code_challenge_method"), id_token=token)
+                code_challenge_method=request.get("code_challenge_method"), id_token=token, userinfo=userinfo)
         return {"code": code, "state": request.get("state", ""), "redirect_uri": request.get("redirect_uri", "")}
 
     # -- the back channel -------------------------------------------------------------------
 
     def transport(self) -> httpx.MockTransport:
-        """Serves ``jwks_uri`` and ``token_endpoint``; any other URL answers 404."""
+        """Serves the discovery document, ``jwks_uri``, ``token_endpoint`` and
+        ``userinfo_endpoint``; any other URL answers 404."""
         return httpx.MockTransport(self.handle)
 
     def handle(self, request: httpx.Request) -> httpx.Response:
         url = str(request.url.copy_with(query=None))
+        if request.method == "GET" and url == self.discovery_url:
+            with self._lock:
+                self.discovery_fetches += 1
+            return httpx.Response(200, json=self.discovery_override or self.discovery_document())
+        if request.method == "GET" and url == self.userinfo_endpoint:
+            return self._userinfo(request)
         if request.method == "GET" and url == self.jwks_uri:
             with self._lock:
                 self.jwks_fetches += 1
@@ -252,8 +296,22 @@ class FakeOidcIdp:
             challenge = b64url(hashlib.sha256(verifier.encode()).digest())
             if pending.code_challenge_method != "S256" or not hmac.compare_digest(challenge, pending.code_challenge):
                 return error("invalid_grant")
-        return httpx.Response(200, json={"access_token": secrets.token_urlsafe(16), "token_type": "Bearer",
+        access_token = secrets.token_urlsafe(16)
+        if pending.userinfo is not None:
+            with self._lock:
+                self.userinfo_by_token[access_token] = pending.userinfo
+        return httpx.Response(200, json={"access_token": access_token, "token_type": "Bearer",
                                          "expires_in": 3600, "id_token": pending.id_token})
+
+    def _userinfo(self, request: httpx.Request) -> httpx.Response:
+        """OpenID Connect Core §5.3: the Bearer access token's claims, or 401."""
+        with self._lock:
+            self.userinfo_requests += 1
+            auth = request.headers.get("authorization", "")
+            claims = self.userinfo_by_token.get(auth[7:]) if auth.startswith("Bearer ") else None
+        if claims is None:
+            return httpx.Response(401, headers={"WWW-Authenticate": 'Bearer error="invalid_token"'})
+        return httpx.Response(200, json=dict(claims))
 
 
 def start_login(client: Any, connector_id: str, *, next_path: str | None = None) -> str:
@@ -285,10 +343,11 @@ def oidc_login(
     next_path: str | None = None,
     form_post: bool = False,
     headers: Mapping[str, str] | None = None,
+    userinfo: Mapping[str, Any] | None = None,
 ) -> Any:
     """Drive a whole login through a ``TestClient``: start, let the fake IdP issue a code for
     ``claims`` (or for a hand-made ``id_token``), then call the callback. Returns the
     callback response (303 + session cookie on success)."""
     location = start_login(client, connector_id, next_path=next_path)
-    params = fake.authorize(location, claims, id_token=id_token)
+    params = fake.authorize(location, claims, id_token=id_token, userinfo=userinfo)
     return finish_login(client, params, form_post=form_post, headers=headers)
