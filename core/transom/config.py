@@ -38,6 +38,10 @@ class ServerSettings(BaseSettings):
     session_secret: SecretStr | None = None
     session_max_age_seconds: int = Field(default=8 * 3600, ge=60)
     login_state_max_age_seconds: int = Field(default=600, ge=30, le=3600)
+    #: logins one browser may have in flight (tabs, retries); starting one more drops its oldest
+    login_states_per_browser: int = Field(default=20, ge=1, le=1000)
+    #: pending login states one account may hold; over it, the oldest are dropped (docs/performance.md)
+    max_pending_login_states: int = Field(default=100_000, ge=100)
     #: accepted clock skew for id_token and SAML time checks
     clock_skew_seconds: int = Field(default=120, ge=0, le=300)
     log_level: str = "INFO"

@@ -4,26 +4,45 @@ OIDC keeps ``state`` (the row key), ``nonce`` and the PKCE verifier here; SAML k
 AuthnRequest ID (the row key). A row is bound to the browser that started the login through
 the ``transom_login`` cookie (its hash is stored), lives a few minutes, and is deleted when
 consumed, so a state or request id works once (login CSRF, replayed callbacks).
+
+The start route needs no login, so anyone can create rows. Two caps keep that bounded
+(docs/performance.md): a browser (binding cookie) holds at most
+``login_states_per_browser`` pending states, its oldest dropped when it starts one more;
+an account holds at most ``max_pending_login_states``, the oldest dropped first, checked at
+most once a second per process. Dropping rather than refusing: a flood then has to outpace
+the cap within one IdP round trip to break someone's login, instead of filling the table
+once and refusing every start until it drains.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import logging
 import secrets
+import threading
+import time
 from datetime import UTC, datetime, timedelta
 
 from fastapi import Request, Response
-from sqlalchemy import delete, select
+from sqlalchemy import Delete, delete, func, select
 from sqlalchemy.orm import Session
 
 from transom.connector import Connector
 from transom.errors import LoginRefused
 from transom.models import Account, LoginState
+from transom.purges import expired_login_states
 from transom.runtime import Runtime
+
+log = logging.getLogger("transom.loginstate")
 
 BINDING_COOKIE = "transom_login"
 BINDING_PATH = "/api/accounts"
+#: seconds between two checks of an account's cap, per process (the check counts the rows)
+CAP_CHECK_INTERVAL_SECONDS = 1.0
+
+_cap_checked: dict[str, float] = {}
+_cap_checked_guard = threading.Lock()
 
 
 def _digest(value: str) -> str:
@@ -58,8 +77,14 @@ def create_login_state(
     code_verifier: str | None = None,
 ) -> LoginState:
     now = datetime.now(UTC)
-    # Expired rows of this account are swept here so the table stays small without a job.
-    db.execute(delete(LoginState).where(LoginState.account_id == account.id, LoginState.expires_at < now))
+    server = runtime.config.server
+    # Expired rows of this account are swept here so the table stays small without a job;
+    # an index range, so the cost does not grow with the table (transom.purges).
+    db.execute(expired_login_states(account.id, now))
+    digest = _digest(binding) if binding else None
+    if digest is not None:
+        drop_browser_overflow(db, account_id=account.id, binding_digest=digest,
+                              keep=server.login_states_per_browser - 1)
     row = LoginState(
         key=key or secrets.token_urlsafe(32),
         account_id=account.id,
@@ -68,13 +93,68 @@ def create_login_state(
         nonce=nonce,
         code_verifier=code_verifier,
         next_path=next_path,
-        browser_binding=_digest(binding) if binding else None,
+        browser_binding=digest,
         created_at=now,
-        expires_at=now + timedelta(seconds=runtime.config.server.login_state_max_age_seconds),
+        expires_at=now + timedelta(seconds=server.login_state_max_age_seconds),
     )
     db.add(row)
     db.flush()
+    if _cap_check_due(account.id):
+        enforce_account_cap(db, account_id=account.id, cap=server.max_pending_login_states)
     return row
+
+
+def drop_browser_overflow_statement(account_id: str, binding_digest: str, *, keep: int) -> Delete:
+    """This browser's pending states beyond the newest ``keep`` (index
+    ``ix_login_states_account_id_browser_binding_expires_at``: a browser has a few rows)."""
+    beyond = (
+        select(LoginState.key)
+        .where(LoginState.account_id == account_id, LoginState.browser_binding == binding_digest)
+        .order_by(LoginState.expires_at.desc(), LoginState.key)
+        .offset(keep)
+    )
+    # synchronize_session=False: the session holds no row these may match (the new row is
+    # added after, or is the newest), and the ORM need not evaluate the criteria in Python
+    return delete(LoginState).where(
+        LoginState.account_id == account_id, LoginState.browser_binding == binding_digest,
+        LoginState.key.in_(beyond),
+    ).execution_options(synchronize_session=False)
+
+
+def drop_browser_overflow(db: Session, *, account_id: str, binding_digest: str, keep: int) -> int:
+    """Delete this browser's pending states beyond the newest ``keep``; returns how many."""
+    result = db.execute(drop_browser_overflow_statement(account_id, binding_digest, keep=keep))
+    dropped: int = result.rowcount  # type: ignore[attr-defined]
+    return dropped
+
+
+def enforce_account_cap(db: Session, *, account_id: str, cap: int) -> int:
+    """Delete the account's oldest pending states beyond ``cap``; returns how many. Counts
+    the account's rows (an index-only count), so it runs at most once a second per process."""
+    count = db.scalar(select(func.count()).select_from(LoginState).where(LoginState.account_id == account_id)) or 0
+    if count <= cap:
+        return 0
+    newest_dropped = db.scalar(
+        select(LoginState.expires_at).where(LoginState.account_id == account_id)
+        .order_by(LoginState.expires_at.desc()).offset(cap).limit(1)
+    )
+    if newest_dropped is None:
+        return 0
+    result = db.execute(delete(LoginState).where(
+        LoginState.account_id == account_id, LoginState.expires_at <= newest_dropped,
+    ).execution_options(synchronize_session=False))
+    dropped: int = result.rowcount  # type: ignore[attr-defined]
+    log.warning("pending login states over the cap account=%s cap=%d dropped_oldest=%d", account_id, cap, dropped)
+    return dropped
+
+
+def _cap_check_due(account_id: str) -> bool:
+    now = time.monotonic()
+    with _cap_checked_guard:
+        if now - _cap_checked.get(account_id, float("-inf")) < CAP_CHECK_INTERVAL_SECONDS:
+            return False
+        _cap_checked[account_id] = now
+        return True
 
 
 def consume_login_state(

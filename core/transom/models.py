@@ -241,6 +241,12 @@ class LoginState(Base):
     verifier; SAML request id)."""
 
     __tablename__ = "login_states"
+    __table_args__ = (
+        # the expiry sweep and the per-account cap (transom.purges, transom.loginstate)
+        Index(None, "account_id", "expires_at"),
+        # the per-browser cap on logins in flight (newest first)
+        Index(None, "account_id", "browser_binding", "expires_at"),
+    )
 
     key: Mapped[str] = mapped_column(String(128), primary_key=True)
     account_id: Mapped[str] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"))
@@ -259,6 +265,8 @@ class SamlAssertionSeen(Base):
     """Replay cache: a unique row per accepted assertion id until it expires."""
 
     __tablename__ = "saml_assertions_seen"
+    # the expiry sweep on every ACS (transom.purges): without it the sweep scans every stored id
+    __table_args__ = (Index(None, "connector_id", "expires_at"),)
 
     connector_id: Mapped[str] = mapped_column(String(63), primary_key=True)
     assertion_id: Mapped[str] = mapped_column(String(256), primary_key=True)

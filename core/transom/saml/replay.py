@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 from datetime import UTC, datetime
 
-from sqlalchemy import delete, select
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -14,6 +14,7 @@ from transom import directory
 from transom.connector import Connector
 from transom.loginstate import consume_login_state
 from transom.models import SamlAssertionSeen
+from transom.purges import expired_assertions
 from transom.runtime import Runtime
 from transom.saml.common import refused
 from transom.saml.response import VerifiedResponse
@@ -31,9 +32,9 @@ def accept_response(
     caller's transaction: on any refusal nothing of it is kept."""
     account = directory.connector_account(db, connector=connector)
     now = datetime.now(UTC)
-    # Sweep this connector's expired ids as we go: the table stays small without a job.
-    db.execute(delete(SamlAssertionSeen).where(
-        SamlAssertionSeen.connector_id == connector.id, SamlAssertionSeen.expires_at < now))
+    # Sweep this connector's expired ids as we go: the table stays small without a job (an
+    # index range: the cost does not grow with the table, transom.purges).
+    db.execute(expired_assertions(connector.id, now))
     seen = db.scalar(select(SamlAssertionSeen.assertion_id).where(
         SamlAssertionSeen.connector_id == connector.id,
         SamlAssertionSeen.assertion_id == verified.assertion_id,
