@@ -40,6 +40,7 @@ import json
 import os
 import secrets
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -270,7 +271,23 @@ def scim_create(site: Site, run_id: str) -> Step:
     return step
 
 
-def phase(site: Site, name: str, count: int, clients: int, serial: int) -> Result:
+def phase(site: Site, name: str, count: int, clients: int, serial: int, profile: Path | None = None) -> Result:
+    """One timed phase; with ``profile``, py-spy samples the Transom server meanwhile."""
+    if profile is None or name not in ("oidc", "saml", "saml200", "scim"):
+        return _phase(site, name, count, clients, serial)
+    out = profile / f"py-spy-{name}-{serial}.txt"
+    spy = subprocess.Popen(["py-spy", "record", "--pid", str(site.servers["transom"].process.pid), "--format", "raw",
+                            "--rate", "250", "--output", str(out), "--nonblocking"],
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    time.sleep(1.0)  # py-spy attaches
+    try:
+        return _phase(site, name, count, clients, serial)
+    finally:
+        spy.send_signal(signal.SIGINT)
+        spy.wait(timeout=30)
+
+
+def _phase(site: Site, name: str, count: int, clients: int, serial: int) -> Result:
     transom, peer = site.servers["transom"], site.servers["peer"]
     if name == "oidc":
         return run_closed_loop([transom], users("oidc-user", count), clients,
@@ -342,6 +359,8 @@ def main() -> None:
     parser.add_argument("--database-url", default=None, help="default: a fresh SQLite file")
     parser.add_argument("--only", nargs="+", choices=SCENARIOS, default=list(SCENARIOS))
     parser.add_argument("--json", default=None, help="also write the results to this file")
+    parser.add_argument("--profile", default=None, help="directory: py-spy samples Transom during each phase "
+                        "(collapsed stacks; summarise with bench/login_profile.py)")
     args = parser.parse_args()
     pin_client()
     print(f"python {sys.version.split()[0]}, {os.cpu_count()} cores, load average {load_average()}")
@@ -358,7 +377,8 @@ def main() -> None:
         total = 0
         for round_index in range(args.rounds):
             for name in http_scenarios:
-                result = phase(site, name, args.logins, args.clients, round_index)
+                result = phase(site, name, args.logins, args.clients, round_index,
+                               Path(args.profile) if args.profile else None)
                 results[name].append(result)
                 total += result.count if name in ("oidc", "saml", "saml200", "scim") else 0
             print(f"round {round_index + 1}/{args.rounds} done, load average {load_average()}")
