@@ -246,6 +246,29 @@ def test_space_member_missing_from_account_skips_the_space() -> None:
     assert any("no 'Space Member' role" in w for w in plan.warnings)
 
 
+
+@pytest.mark.parametrize(("default_role", "expected", "warnings"), [
+    # the configured default role exists: no need for Space Member
+    ("Space Admin", [("Trial", "Space Admin")], 1),
+    # the configured default role is unknown and there is no Space Member to fall back to
+    ("Boss", [], 3),
+])
+def test_default_space_when_the_account_has_no_space_member_role(
+    default_role: str, expected: list[tuple[str, str]], warnings: int
+) -> None:
+    plan = plan_space_roles(
+        space_values=["Nowhere"],
+        role_values=[],
+        known_spaces=SPACES,
+        known_space_roles=["Space Admin"],
+        settings=ProvisioningSettings(default_space="Trial", default_space_role=default_role),
+    )
+    assert [(a.space, a.role) for a in plan.assignments] == expected
+    assert len(plan.warnings) == warnings, plan.warnings
+    assert plan.origin == ("default" if expected else "none")
+    if not expected:
+        assert any("no 'Space Member' role; default space skipped" in w for w in plan.warnings)
+
 def test_warnings_name_the_bad_values() -> None:
     plan = plan_space_roles(
         space_values=["Sandbox,Trial"],

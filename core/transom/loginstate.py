@@ -166,6 +166,8 @@ def consume_login_state(
     refused = LoginRefused(
         "this sign-in link has expired or was already used; start the sign-in again",
         hint="the login state was unknown, reused, expired or started in another browser",
+        # one reason for every case, like the message: which one it was is no one's business
+        reason="login.state",
     )
     if not key or len(key) > 128:
         raise refused
