@@ -16,13 +16,15 @@ reach an IdP API: the unverified preview resolves groups from the payload alone.
 from __future__ import annotations
 
 import logging
+import random
+import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import event, select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 
 from transom import audit, directory
@@ -52,6 +54,20 @@ log = logging.getLogger("transom.login")
 IDP_LABELS = {"azure_ad": "AzureAD", "okta": "Okta", "generic_saml": "SAML", "generic_oidc": "OIDC"}
 
 __all__ = ["LoginPreview", "LoginResult", "LoginTrace", "complete_login", "preview_login", "preview_unverified"]
+
+
+#: a login transaction that loses a race (unique key, serialization failure, deadlock) runs again
+LOGIN_ATTEMPTS = 4
+#: PostgreSQL SQLSTATEs of a transaction that lost to a concurrent one and may simply be re-run
+_RETRYABLE_SQLSTATES = frozenset({"40001", "40P01"})
+
+
+def lost_race(exc: IntegrityError | OperationalError) -> bool:
+    """A unique key taken by a concurrent transaction, or PostgreSQL's serialization failure
+    or deadlock; not a lost connection or a locked SQLite file (those are outages)."""
+    if isinstance(exc, IntegrityError):
+        return True
+    return getattr(exc.orig, "sqlstate", None) in _RETRYABLE_SQLSTATES
 
 
 @dataclass
@@ -85,18 +101,25 @@ def complete_login(runtime: Runtime, verified: VerifiedLogin) -> LoginResult:
     groups = resolve_groups(runtime, connector, claims, verified.payload, trace, idp_lookups=True)
     session = _SessionStart(secret=_session_secret(runtime),
                             max_age_seconds=runtime.config.server.session_max_age_seconds)
-    attempts = 2  # a concurrent first login of the same person loses the unique key once
     kept_notes, kept_warnings = len(trace.notes), len(trace.warnings)
-    for attempt in range(attempts):
+    for attempt in range(1, LOGIN_ATTEMPTS + 1):
         # a retried transaction reports only what it did itself (no doubled notes/warnings)
         del trace.notes[kept_notes:], trace.warnings[kept_warnings:]
         try:
             with runtime.db.transaction() as db:
                 result = _login_transaction(db, connector=connector, claims=claims, groups=groups, trace=trace,
                                             session=session)
-        except IntegrityError:
-            if attempt + 1 == attempts:
-                raise LoginRefused("the login collided with a concurrent change; try again") from None
+        except (IntegrityError, OperationalError) as exc:
+            if not lost_race(exc):
+                raise
+            if attempt == LOGIN_ATTEMPTS:
+                log.warning("login of connector=%s lost %d races in a row; refused", connector.id, attempt)
+                raise LoginRefused("the sign-in collided with another one; try again",
+                                   reason="login.concurrent") from None
+            # A concurrent login of the same person (double-click, two tabs, a second worker)
+            # committed first: run again, it now finds what the other one wrote.
+            log.info("login of connector=%s lost a race (attempt %d); retrying", connector.id, attempt)
+            time.sleep(random.uniform(0, 0.02 * attempt))  # noqa: S311 - jitter, not a secret
             continue
         break
     result.next_path = verified.next_path
@@ -174,6 +197,7 @@ def _login_transaction(
         raise LoginRefused(
             "your access to this account has been removed",
             hint="the user is deprovisioned (SCIM active=false); re-activate the user in the IdP app",
+            reason="login.deprovisioned",
         )
     first_login = user.first_login_at is None
     apply_login_provisioning(
@@ -300,30 +324,30 @@ def find_or_create_user(
     """By external identity; else link one user of the account with the same user name
     (case-insensitively), else with the same *verified* email; else create. Two candidates:
     refuse, never guess (docs/provisioning.md)."""
-    identity = db.scalar(
-        select(ExternalIdentity).where(
-            ExternalIdentity.account_id == account.id,
-            ExternalIdentity.connector_id == connector.id,
-            ExternalIdentity.subject == claims.subject,
-        )
-    )
-    if identity is not None:
-        user = db.scalar(select(User).where(User.account_id == account.id, User.id == identity.user_id))
-        if user is not None:
-            return user, False
+    user = _identified_user(db, account=account, connector=connector, subject=claims.subject)
+    if user is not None:
+        return user, False
     user = _link_candidate(db, account=account, connector=connector, claims=claims)
+    if user is not None and _linked_subject(db, user, connector) == claims.subject:
+        # The same person's concurrent first login committed between our two queries (each
+        # statement sees the latest commit under READ COMMITTED): already linked, not a conflict.
+        return user, False
     created = False
     if user is None:
         refuse_profileless_user(connector, claims)
         user_name = claims.user_name or claims.email or claims.subject
-        if claims.user_name is None and db.scalar(select(User.id).where(
-                User.account_id == account.id, User.user_name_key == directory.user_name_key(user_name))):
+        taken = db.scalar(select(User).where(
+            User.account_id == account.id, User.user_name_key == directory.user_name_key(user_name)))
+        if claims.user_name is None and taken is not None:
+            if _linked_subject(db, taken, connector) == claims.subject:
+                return taken, False  # a concurrent first login of the same person, as above
             # The fallback name (an email nobody verified, or the subject) belongs to someone
             # else: never link on it, and say so instead of answering with a bare conflict.
             raise LoginRefused(
                 "another user of this account already has your user name",
                 hint=f"connector '{connector.id}' sent no user name claim and the fallback "
                      f"'{user_name}' is taken; send the user name (Entra UPN, Okta login) or a verified email",
+                reason="login.user_name_taken",
             )
         try:
             user = directory.create_user(
@@ -333,7 +357,7 @@ def find_or_create_user(
             )
         except Conflict as exc:
             # A concurrent first login of the same person took the unique user name first
-            # (PostgreSQL): hand complete_login the IntegrityError so it retries once and
+            # (PostgreSQL): hand complete_login the IntegrityError so it runs again and
             # then finds that user by its external identity.
             if isinstance(exc.__cause__, IntegrityError):
                 raise exc.__cause__ from None
@@ -368,7 +392,7 @@ def _link_candidate(db: Session, *, account: Account, connector: Connector, clai
         by_name = db.scalar(select(User).where(
             User.account_id == account.id, User.user_name_key == directory.user_name_key(claims.user_name)))
         if by_name is not None:
-            return _linkable(db, by_name, connector)
+            return _linkable(db, by_name, connector, claims.subject)
     if claims.email and claims.email_verified:
         by_email = list(db.scalars(select(User).where(
             User.account_id == account.id, User.email_key == claims.email.casefold()).limit(2)))
@@ -376,20 +400,35 @@ def _link_candidate(db: Session, *, account: Account, connector: Connector, clai
             raise LoginRefused(
                 "more than one user in this account matches your email address",
                 hint="two users share this email; give the IdP user a user name that matches one of them",
+                reason="login.email_ambiguous",
             )
         if by_email:
-            return _linkable(db, by_email[0], connector)
+            return _linkable(db, by_email[0], connector, claims.subject)
     return None
 
 
-def _linkable(db: Session, user: User, connector: Connector) -> User:
-    """A user already bound to another subject of the same connector is someone else."""
-    other = db.scalar(select(ExternalIdentity.id).where(
+def _identified_user(db: Session, *, account: Account, connector: Connector, subject: str) -> User | None:
+    """The user linked to this subject of this connector, if any."""
+    return db.scalar(select(User).join(ExternalIdentity, ExternalIdentity.user_id == User.id).where(
+        ExternalIdentity.account_id == account.id, ExternalIdentity.connector_id == connector.id,
+        ExternalIdentity.subject == subject, User.account_id == account.id))
+
+
+def _linked_subject(db: Session, user: User, connector: Connector) -> str | None:
+    """The subject of ``connector`` this user is linked to (None: not linked to it)."""
+    return db.scalar(select(ExternalIdentity.subject).where(
         ExternalIdentity.account_id == user.account_id, ExternalIdentity.user_id == user.id,
         ExternalIdentity.connector_id == connector.id))
-    if other is not None:
+
+
+def _linkable(db: Session, user: User, connector: Connector, subject: str) -> User:
+    """A user bound to ANOTHER subject of the same connector is someone else; bound to this
+    very subject, it is the same person (find_or_create_user then links nothing)."""
+    linked = _linked_subject(db, user, connector)
+    if linked is not None and linked != subject:
         raise LoginRefused(
             "your user name belongs to a different identity in this account",
             hint=f"user '{user.user_name}' is already linked to another subject of connector '{connector.id}'",
+            reason="login.identity_conflict",
         )
     return user

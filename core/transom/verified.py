@@ -62,7 +62,8 @@ def standard_oidc_claims(payload: Mapping[str, Any]) -> Claims:
     """The core fallback when no plugin maps the payload: standard OIDC claims."""
     sub = payload.get("sub")
     if not isinstance(sub, str) or not sub:
-        raise LoginRefused("the IdP sent no subject", hint="the id_token must carry a 'sub' claim")
+        raise LoginRefused("the IdP sent no subject", hint="the id_token must carry a 'sub' claim",
+                           reason="login.no_subject")
     email = payload.get("email") if isinstance(payload.get("email"), str) else None
     return Claims(
         subject=sub,
@@ -85,7 +86,8 @@ def map_claims(runtime: Runtime, connector: Connector, payload: Mapping[str, Any
         claims = standard_oidc_claims(payload)
     if not claims.subject:
         raise LoginRefused("the IdP sent no stable user identifier",
-                           hint=f"check the subject/NameID settings of connector '{connector.id}'")
+                           hint=f"check the subject/NameID settings of connector '{connector.id}'",
+                           reason="login.no_subject")
     return with_provisioning_values(connector, payload, claims)
 
 

@@ -14,16 +14,17 @@ KID_MAX = 256
 _B64URL = re.compile(r"^[A-Za-z0-9_-]*$")
 
 
-def refused(message: str, hint: str) -> LoginRefused:
-    return LoginRefused(message, hint=hint)
+def refused(message: str, hint: str, reason: str) -> LoginRefused:
+    return LoginRefused(message, hint=hint, reason=reason)
 
 
 TOKEN_REFUSED = "the sign-in token from your identity provider was not accepted"
 
 
-def token_refused(hint: str) -> LoginRefused:
-    """The user sees one generic sentence; the administrator gets the precise reason."""
-    return LoginRefused(TOKEN_REFUSED, hint=hint)
+def token_refused(hint: str, reason: str) -> LoginRefused:
+    """The user sees one generic sentence; the administrator gets the precise hint, and
+    ``reason`` names the rule that refused (docs/security.md, "Login refusals")."""
+    return LoginRefused(TOKEN_REFUSED, hint=hint, reason=reason)
 
 
 class UnknownSigningKey(LoginRefused):

@@ -112,7 +112,8 @@ class JwksCache:
                     return found
             cooling = now - entry.last_attempt < self.cooldown
             negative = kid is not None and entry.missing.get(kid, -math.inf) > now
-            if not cooling and not (fresh and negative):
+            refreshed = not cooling and not (fresh and negative)
+            if refreshed:
                 self._refresh(http, jwks_uri, entry, now)
             if entry.keys is not None:
                 found = self._lookup(entry.keys, kid, alg)
@@ -131,13 +132,25 @@ class JwksCache:
         if kid is None:
             raise token_refused(
                 f"the id_token names no kid and the provider publishes {entry.keys.usable(alg)} usable {alg} "
-                "signing keys; Transom picks a key without kid only when exactly one exists"
+                "signing keys; Transom picks a key without kid only when exactly one exists", "oidc.kid_ambiguous"
+            )
+        if not refreshed:
+            # The keys were loaded less than a cooldown ago and the IdP may have rotated since:
+            # say so, rather than that the IdP does not publish the key (issue 12, case 10).
+            wait = max(1, math.ceil(entry.last_attempt + self.cooldown - now))
+            raise UnknownSigningKey(
+                TOKEN_REFUSED,
+                hint=f"the id_token was signed ({printable(alg, 20)}) with key id '{printable(kid, 60)}', which is "
+                f"not among the provider's signing keys loaded {int(now - entry.last_attempt)} s ago; the keys "
+                f"are being refreshed (at most once every {int(self.cooldown)} s): retry in {wait} s",
+                reason="oidc.kid_refreshing",
             )
         raise UnknownSigningKey(
             TOKEN_REFUSED,
             hint=f"the id_token was signed ({printable(alg, 20)}) with key id '{printable(kid, 60)}', which the "
-            f"provider's JWKS ({jwks_uri}) does not publish as a {printable(alg, 20)} key; if keys were just "
-            "rotated, retry in a minute",
+            f"provider's JWKS ({jwks_uri}) does not publish as a {printable(alg, 20)} key (fetched just now); "
+            "check the connector's tenant / issuer",
+            reason="oidc.kid_unknown",
         )
 
     @staticmethod

@@ -74,7 +74,7 @@ def exchange_code(
         raise LoginRefused(
             "the identity provider did not return an id_token",
             hint="the token response has no id_token: request the 'openid' scope and enable the "
-            "authorization code grant for this application",
+            "authorization code grant for this application", reason="oidc.no_id_token",
         )
     access_token = document.get("access_token")
     return TokenResponse(id_token=id_token, access_token=access_token if isinstance(access_token, str) else None)
@@ -95,7 +95,7 @@ def _raise_token_error(provider: OidcProvider, status: int, document: Any) -> No
             "the sign-in could not be completed; start it again",
             hint=f"the token endpoint refused the authorization code ({detail}); codes are single use and "
             "short-lived, and the redirect URI must be registered exactly as "
-            "{base_url}/api/accounts/idp-callback",
+            "{base_url}/api/accounts/idp-callback", reason="oidc.code_refused",
         )
     raise UpstreamError(
         "the identity provider could not finish the sign-in; try again",

@@ -96,7 +96,7 @@ def verify_oidc(runtime: Runtime, params: CallbackParams, *, binding: str | None
         raise LoginRefused(
             f"the identity provider did not sign you in ({params.error}{description})",
             hint="the IdP answered the authorization request with an error; for access_denied, check that "
-            "the user is assigned to the application",
+            "the user is assigned to the application", reason="oidc.idp_error",
         )
     try:
         tokens = verify_tokens(runtime, connector, params, nonce=pending.nonce, verifier=pending.code_verifier)
@@ -120,7 +120,7 @@ def _consume_state(runtime: Runtime, params: CallbackParams, binding: str | None
         raise LoginRefused(
             "this sign-in cannot be completed because it carries no state; start the sign-in again",
             hint="the IdP redirected to the callback without the state parameter (an IdP-initiated "
-            "OIDC login is not supported: start sign-in from Transom's login page)",
+            "OIDC login is not supported: start sign-in from Transom's login page)", reason="oidc.no_state",
         )
     # Own short transaction: the state is gone even if everything after this fails.
     with runtime.db.transaction() as db:
@@ -129,12 +129,13 @@ def _consume_state(runtime: Runtime, params: CallbackParams, binding: str | None
         nonce, verifier, next_path = row.nonce, row.code_verifier, row.next_path
     if protocol != "oidc":
         raise LoginRefused("this sign-in link has expired or was already used; start the sign-in again",
-                           hint="a SAML login state was presented at the OIDC callback")
+                           hint="a SAML login state was presented at the OIDC callback", reason="login.state")
     try:
         connector = runtime.connector(connector_id)
     except NotFound:
         raise LoginRefused("this sign-in method no longer exists", hint=f"connector '{connector_id}' was removed "
-                           "from the configuration while the login was in flight") from None
+                           "from the configuration while the login was in flight",
+                           reason="oidc.connector_gone") from None
     return _Pending(connector=connector, nonce=nonce, code_verifier=verifier, next_path=next_path)
 
 
@@ -152,12 +153,13 @@ def verify_tokens(
         raise LoginRefused(
             "the sign-in answer came from a different identity provider",
             hint=f"the callback's iss parameter '{params.iss[:100]}' is not this connector's issuer",
+            reason="oidc.iss_parameter",
         )
     access_token: str | None = None
     if params.code:
         if not verifier:
             raise LoginRefused("this sign-in link has expired or was already used; start the sign-in again",
-                               hint="the stored login state has no PKCE verifier")
+                               hint="the stored login state has no PKCE verifier", reason="login.state")
         tokens = exchange_code(runtime.http, provider, code=params.code, code_verifier=verifier,
                                redirect_uri=callback_url(runtime))
         id_token, access_token = tokens.id_token, tokens.access_token
@@ -166,7 +168,7 @@ def verify_tokens(
     else:
         raise LoginRefused(
             "the identity provider's answer carried neither a code nor an id_token",
-            hint="use the authorization code flow (response_type=code) with this redirect URI",
+            hint="use the authorization code flow (response_type=code) with this redirect URI", reason="oidc.no_token",
         )
     claims = verify_with_discovery(id_token, provider=declared, http=runtime.http, jwks=runtime.jwks,
                                    discovery=runtime.discovery, nonce=nonce,

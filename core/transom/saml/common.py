@@ -22,8 +22,9 @@ BEARER = OneLogin_Saml2_Constants.CM_BEARER
 TRANSIENT = OneLogin_Saml2_Constants.NAMEID_TRANSIENT
 
 
-def refused(message: str, hint: str) -> LoginRefused:
-    return LoginRefused(message, hint=hint)
+def refused(message: str, hint: str, reason: str) -> LoginRefused:
+    """A refusal naming its rule (``reason``, docs/security.md "Login refusals")."""
+    return LoginRefused(message, hint=hint, reason=reason)
 
 
 def text_of(element: Any) -> str:

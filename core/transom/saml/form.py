@@ -30,16 +30,17 @@ def parse_acs_form(body: bytes, content_type: str) -> AcsForm:
     if len(body) > MAX_ACS_BODY_BYTES:
         raise PayloadTooLarge(f"SAML response over {MAX_ACS_BODY_BYTES} bytes")
     if not content_type.lower().startswith("application/x-www-form-urlencoded"):
-        raise BadRequest("post the SAML response as an HTML form (HTTP-POST binding)")
+        raise BadRequest("post the SAML response as an HTML form (HTTP-POST binding)", reason="saml.form")
     try:
         fields = urllib.parse.parse_qs(body.decode("ascii"), keep_blank_values=True, max_num_fields=8)
     except (UnicodeDecodeError, ValueError) as exc:
-        raise BadRequest("the SAML response form is malformed") from exc
+        raise BadRequest("the SAML response form is malformed", reason="saml.form") from exc
     responses = fields.get("SAMLResponse", [])
     if len(responses) != 1 or not responses[0].strip():
         raise BadRequest(
             "no SAML response was received",
             hint="the IdP must POST a form field SAMLResponse to this URL (HTTP-POST binding)",
+            reason="saml.form",
         )
     relay = fields.get("RelayState", [])
     relay_state = relay[0] if len(relay) == 1 and len(relay[0]) <= MAX_RELAY_STATE_CHARS else None
@@ -53,7 +54,7 @@ def decode_saml_response(value: str) -> tuple[bytes, str]:
     try:
         xml = base64.b64decode(raw, validate=True)
     except (binascii.Error, ValueError) as exc:
-        raise BadRequest("the SAML response is not valid base64") from exc
+        raise BadRequest("the SAML response is not valid base64", reason="saml.base64") from exc
     if not xml:
-        raise BadRequest("the SAML response is empty")
+        raise BadRequest("the SAML response is empty", reason="saml.base64")
     return xml, raw.decode("ascii")

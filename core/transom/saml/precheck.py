@@ -38,13 +38,13 @@ _FORBIDDEN_DS_ELEMENTS = ("Manifest", "RetrievalMethod", "XPath", "XSLT")
 #: every algorithm-bearing ds: element, checked against its allow-list before xmlsec runs
 _ALGORITHM_ALLOW_LISTS = (
     ("SignatureMethod", ALLOWED_SIGNATURE_METHODS, "signature algorithm",
-     "sign with RSA-SHA256 (or RSA/ECDSA with SHA-384/512) in the IdP's signing options"),
+     "sign with RSA-SHA256 (or RSA/ECDSA with SHA-384/512) in the IdP's signing options", "saml.signature_method"),
     ("DigestMethod", ALLOWED_DIGEST_METHODS, "digest algorithm",
-     "use the SHA-256 (or SHA-384/512) digest algorithm in the IdP's signing options"),
+     "use the SHA-256 (or SHA-384/512) digest algorithm in the IdP's signing options", "saml.digest_method"),
     ("Transform", ALLOWED_TRANSFORMS, "transform",
-     "only the enveloped-signature and exclusive canonicalization transforms are accepted"),
+     "only the enveloped-signature and exclusive canonicalization transforms are accepted", "saml.transform"),
     ("CanonicalizationMethod", ALLOWED_CANONICALIZATIONS, "canonicalization",
-     "use exclusive XML canonicalization (xml-exc-c14n) for signatures"),
+     "use exclusive XML canonicalization (xml-exc-c14n) for signatures", "saml.canonicalization"),
 )
 
 
@@ -56,27 +56,28 @@ def precheck_document(xml: bytes) -> Any:
     except Exception as exc:
         # DTDForbidden, EntitiesForbidden, XMLSyntaxError, ...: name the type, never the content.
         log.info("SAML response refused before parsing finished: %s", type(exc).__name__)
-        raise BadRequest("the SAML response is not well-formed XML without a DTD") from exc
+        raise BadRequest("the SAML response is not well-formed XML without a DTD", reason="saml.xml") from exc
     if root.tag != f"{SAMLP}Response":
-        raise BadRequest("the posted document is not a SAML Response")
+        raise BadRequest("the posted document is not a SAML Response", reason="saml.not_a_response")
     for tag in ("EncryptedAssertion", "EncryptedID", "EncryptedAttribute"):
         if root.find(f".//{SAML}{tag}") is not None:
             raise refused(
                 "the identity provider sent encrypted content this service cannot read",
                 "turn off assertion encryption for this application in the IdP; Transom relies on "
                 "signed assertions over HTTPS and holds no decryption key",
+                "saml.encrypted",
             )
     if root.find(f".//{XENC}EncryptedData") is not None:
         raise refused("the identity provider sent encrypted content this service cannot read",
-                       "turn off encryption for this application in the IdP")
+                      "turn off encryption for this application in the IdP", "saml.encrypted")
     for name in _FORBIDDEN_DS_ELEMENTS:
         if root.find(f".//{DS}{name}") is not None:
             raise refused("the SAML response's signature uses a construct that is not allowed",
-                           f"signatures must not contain ds:{name}")
-    for element, allowed, problem, fix in _ALGORITHM_ALLOW_LISTS:
+                          f"signatures must not contain ds:{name}", "saml.ds_forbidden")
+    for element, allowed, problem, fix, reason in _ALGORITHM_ALLOW_LISTS:
         for node in root.iter(f"{DS}{element}"):
             if node.get("Algorithm") not in allowed:
-                raise refused(f"the SAML response's signature uses a {problem} that is not allowed", fix)
+                raise refused(f"the SAML response's signature uses a {problem} that is not allowed", fix, reason)
     for signature in root.iter(f"{DS}Signature"):
         references = signature.findall(f"{DS}SignedInfo/{DS}Reference")
         parent = signature.getparent()
@@ -85,5 +86,6 @@ def precheck_document(xml: bytes) -> Any:
             raise refused(
                 "the SAML response's signature does not cover the element that carries it",
                 "each signature must have one Reference whose URI is '#' + the ID of its parent",
+                "saml.reference",
             )
     return root

@@ -42,7 +42,7 @@ def accept_response(
     if seen is not None:
         log.warning("SAML assertion replay refused connector=%s", connector.id)
         raise refused("this sign-in response was already used; start the sign-in again",
-                       "the same SAML assertion was posted twice (replay)")
+                       "the same SAML assertion was posted twice (replay)", "saml.replay")
     # The primary key (connector, assertion id) also stops two concurrent posts.
     db.add(SamlAssertionSeen(connector_id=connector.id, assertion_id=verified.assertion_id,
                              account_id=account.id, expires_at=verified.expires_at))
@@ -50,7 +50,7 @@ def accept_response(
         db.flush()
     except IntegrityError:
         raise refused("this sign-in response was already used; start the sign-in again",
-                       "the same SAML assertion was posted twice (replay)") from None
+                       "the same SAML assertion was posted twice (replay)", "saml.replay") from None
     if verified.in_response_to is not None:
         state = consume_login_state(db, key=verified.in_response_to, binding=binding, connector_id=connector.id)
         return state.next_path

@@ -4,6 +4,7 @@ Destination/Recipient/Audience, signed InResponseTo, tighter time window)."""
 from __future__ import annotations
 
 import logging
+import time
 import urllib.parse
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -12,7 +13,6 @@ from typing import Any
 
 from onelogin.saml2.errors import OneLogin_Saml2_ValidationError
 from onelogin.saml2.response import OneLogin_Saml2_Response
-from onelogin.saml2.utils import OneLogin_Saml2_Utils
 
 from transom.connector import Connector
 from transom.errors import BadRequest, LoginRefused
@@ -20,6 +20,7 @@ from transom.runtime import Runtime
 from transom.saml.common import BEARER, DS, SAML, refused, saml_time, text_of
 from transom.saml.endpoints import SpEndpoints, sp_endpoints
 from transom.saml.form import decode_saml_response
+from transom.saml.library_clock import library_clock, library_clock_offset
 from transom.saml.metadata import ResolvedIdp, resolve_idp
 from transom.saml.precheck import precheck_document
 from transom.saml.settings import library_settings
@@ -69,6 +70,18 @@ def _library_hint(code: int, sp: SpEndpoints) -> str:
     return hints.get(code, f"the SAML response failed validation (python3-saml code {code})")
 
 
+#: python3-saml's ValidationError code -> a stable name for ``reason`` (``saml.library.<name>``)
+_LIBRARY_CODES = {
+    value: name.lower() for name, value in vars(OneLogin_Saml2_ValidationError).items()
+    if name.isupper() and isinstance(value, int)
+}
+
+
+def library_reason(code: int) -> str:
+    """The ``reason`` of a refusal by python3-saml's own checks, e.g. ``saml.library.invalid_signature``."""
+    return f"saml.library.{_LIBRARY_CODES.get(code, code)}"
+
+
 def verify_saml_response(runtime: Runtime, connector: Connector, saml_response: str) -> VerifiedResponse:
     """Everything that needs no database: decode, pre-check, python3-saml strict validation,
     then the exact URL, audience, InResponseTo-presence and time checks. Raises a 4xx
@@ -82,7 +95,8 @@ def verify_saml_response(runtime: Runtime, connector: Connector, saml_response: 
     # error is a refusal with a hint, anything else the parser raises is a 400.
     try:
         response = OneLogin_Saml2_Response(settings, cleaned)
-        response.is_valid(_request_data(sp.acs_url), request_id=None, raise_exceptions=True)
+        with library_clock(library_clock_offset(root, int(time.time()))):
+            response.is_valid(_request_data(sp.acs_url), request_id=None, raise_exceptions=True)
         return _after_library(runtime, connector, idp, sp, root, response)
     except (LoginRefused, BadRequest):
         raise
@@ -91,10 +105,11 @@ def verify_saml_response(runtime: Runtime, connector: Connector, saml_response: 
         raise LoginRefused(
             "the identity provider's response was not accepted",
             hint=_library_hint(exc.code, sp),
+            reason=library_reason(exc.code),
         ) from None
     except Exception as exc:
         log.info("SAML response refused connector=%s error=%s", connector.id, type(exc).__name__)
-        raise BadRequest("the SAML response could not be processed") from None
+        raise BadRequest("the SAML response could not be processed", reason="saml.unreadable") from None
 
 
 def _request_data(acs_url: str) -> dict[str, Any]:
@@ -114,90 +129,98 @@ def _after_library(
     response: OneLogin_Saml2_Response,
 ) -> VerifiedResponse:
     skew = runtime.config.server.clock_skew_seconds
-    now = int(OneLogin_Saml2_Utils.now())
+    now = int(time.time())  # the real clock, whatever the library was given (library_clock)
     document = response.document
 
     destination = document.get("Destination")
     if destination is not None and destination != sp.acs_url:
         raise refused("the response was sent to another address",
-                       f"the IdP's ACS URL / Destination must be exactly {sp.acs_url}")
+                       f"the IdP's ACS URL / Destination must be exactly {sp.acs_url}", "saml.destination")
 
     # The library has checked the single assertion and its signature; _query_assertion
     # returns the element the verified signature references.
     assertions = response._query_assertion("")
     if len(assertions) != 1:
         raise refused("the identity provider's response was not accepted",
-                       "the response must carry exactly one signed assertion")
+                       "the response must carry exactly one signed assertion", "saml.assertion_count")
     assertion = assertions[0]
     signature = assertion.find(f"{DS}Signature")
     if signature is None or assertion.get("ID") is None:
-        raise refused("the identity provider's response was not accepted", "the IdP must sign the assertion")
+        raise refused("the identity provider's response was not accepted", "the IdP must sign the assertion",
+                       "saml.assertion_unsigned")
 
     conditions = assertion.findall(f"{SAML}Conditions")
     if len(conditions) != 1:
         raise refused("the identity provider's response was not accepted",
-                       "the assertion must carry one Conditions element")
+                       "the assertion must carry one Conditions element", "saml.conditions")
     restrictions = conditions[0].findall(f"{SAML}AudienceRestriction")
     if not restrictions or any(
         sp.entity_id not in [text_of(a) for a in r.findall(f"{SAML}Audience")] for r in restrictions
     ):
         raise refused("the response was meant for another application",
-                       f"the IdP's Audience / SP Entity ID must be exactly {sp.entity_id}")
+                       f"the IdP's Audience / SP Entity ID must be exactly {sp.entity_id}", "saml.audience")
 
     not_before = saml_time(conditions[0].get("NotBefore"))
     not_after = saml_time(conditions[0].get("NotOnOrAfter"))
     clocks = f"check the clocks of the IdP and of this server (allowed skew: {skew} s)"
     if not_before is not None and not_before > now + skew:
-        raise refused("the identity provider's response is not valid yet", clocks)
+        raise refused("the identity provider's response is not valid yet", clocks, "saml.not_yet_valid")
     if not_after is not None and now >= not_after + skew:
-        raise refused("the identity provider's response has expired; sign in again", clocks)
+        raise refused("the identity provider's response has expired; sign in again", clocks, "saml.expired")
     issued = saml_time(assertion.get("IssueInstant"))
     if issued is not None and issued > now + skew:
-        raise refused("the identity provider's response is not valid yet", clocks)
+        raise refused("the identity provider's response is not valid yet", clocks, "saml.issue_instant")
+    for statement in assertion.findall(f"{SAML}AuthnStatement"):
+        session_after = saml_time(statement.get("SessionNotOnOrAfter"))
+        if session_after is not None and now >= session_after + skew:
+            raise refused("the identity provider's session has ended; sign in again", clocks,
+                           "saml.session_expired")
 
     confirmations = [
         sc for sc in assertion.findall(f"{SAML}Subject/{SAML}SubjectConfirmation") if sc.get("Method") == BEARER
     ]
     if not confirmations:
         raise refused("the identity provider's response was not accepted",
-                       "the assertion must carry a bearer SubjectConfirmation")
+                       "the assertion must carry a bearer SubjectConfirmation", "saml.bearer_missing")
     in_response_to_values: set[str | None] = set()
     scd_expiry: list[int] = []
     for confirmation in confirmations:
         data = confirmation.find(f"{SAML}SubjectConfirmationData")
         if data is None:
             raise refused("the identity provider's response was not accepted",
-                           "the bearer SubjectConfirmation must carry SubjectConfirmationData")
+                           "the bearer SubjectConfirmation must carry SubjectConfirmationData", "saml.scd_missing")
         if data.get("Recipient") != sp.acs_url:
             raise refused("the response was sent to another address",
-                           f"the Recipient of the assertion must be exactly {sp.acs_url}")
+                           f"the Recipient of the assertion must be exactly {sp.acs_url}", "saml.recipient")
         scd_after = saml_time(data.get("NotOnOrAfter"))
         if scd_after is None:
             raise refused("the identity provider's response was not accepted",
-                           "the SubjectConfirmationData must carry NotOnOrAfter")
+                           "the SubjectConfirmationData must carry NotOnOrAfter", "saml.scd_not_on_or_after_missing")
         if now >= scd_after + skew:
-            raise refused("the identity provider's response has expired; sign in again", clocks)
+            raise refused("the identity provider's response has expired; sign in again", clocks, "saml.scd_expired")
         scd_before = saml_time(data.get("NotBefore"))
         if scd_before is not None and scd_before > now + skew:
-            raise refused("the identity provider's response is not valid yet", clocks)
+            raise refused("the identity provider's response is not valid yet", clocks, "saml.scd_not_yet_valid")
         scd_expiry.append(scd_after)
         in_response_to_values.add(data.get("InResponseTo"))
     if len(in_response_to_values) != 1:
         raise refused("the identity provider's response was not accepted",
-                       "all subject confirmations must answer the same request")
+                       "all subject confirmations must answer the same request", "saml.in_response_to_mixed")
     in_response_to = in_response_to_values.pop()
     outer = document.get("InResponseTo")
     if in_response_to is None and outer is not None:
         raise refused("the identity provider's response was not accepted",
-                       "the signed assertion must carry InResponseTo in its SubjectConfirmationData")
+                       "the signed assertion must carry InResponseTo in its SubjectConfirmationData",
+                       "saml.in_response_to_unsigned")
     if outer is not None and outer != in_response_to:
         raise refused("this sign-in link has expired or was already used; start the sign-in again",
-                       "the Response and its assertion answer different requests")
+                       "the Response and its assertion answer different requests", "saml.in_response_to_mismatch")
     if in_response_to is None and not idp.allow_idp_initiated:
         raise refused(
             "sign-in must start at this application",
             f"connector '{connector.id}' does not accept IdP-initiated logins; start from the app's "
             "login page, or set allow_idp_initiated = true",
+            "saml.unsolicited",
         )
 
     issuer_element = assertion.find(f"{SAML}Issuer")

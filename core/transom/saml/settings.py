@@ -6,6 +6,7 @@ from __future__ import annotations
 import functools
 from typing import Any
 
+from lxml import etree
 from onelogin.saml2.constants import OneLogin_Saml2_Constants
 from onelogin.saml2.settings import OneLogin_Saml2_Settings
 
@@ -86,4 +87,17 @@ def sp_metadata_xml(runtime: Runtime, connector: Connector) -> str:
         settings_dict(sp, None, name_id_format=idp.name_id_format), sp_validation_only=True
     )
     metadata = settings.get_sp_metadata()
-    return metadata.decode("utf-8") if isinstance(metadata, bytes) else str(metadata)
+    return _without_validity(metadata.encode("utf-8") if isinstance(metadata, str) else bytes(metadata))
+
+
+def _without_validity(metadata: bytes) -> str:
+    """Drop python3-saml's ``validUntil`` (now + 2 days) and ``cacheDuration`` (7 days): the
+    two disagree, and an IdP that keeps a static copy and honours ``validUntil`` would stop
+    trusting Transom after two days. The metadata holds no key, only URLs derived from
+    ``base_url``, so it has no natural expiry (docs/saml.md, "SP metadata validity")."""
+    root = etree.fromstring(metadata, etree.XMLParser(resolve_entities=False, no_network=True))
+    for element in root.iter():
+        for name in ("validUntil", "cacheDuration"):
+            element.attrib.pop(name, None)
+    text: str = etree.tostring(root, encoding="unicode")
+    return text
