@@ -385,3 +385,22 @@ def test_doc_examples_match_the_rules(
         settings=WITH_DEFAULT if with_default else NO_DEFAULT,
     )
     assert sorted((a.space, a.role) for a in plan.assignments) == sorted(expected), line
+
+
+@pytest.mark.parametrize(("spaces", "roles", "notes"), [
+    (["Trial,DevOps"], ["Space Admin"], ["one role for 2 space entries: 'Space Admin' applies to each"]),
+    (["Trial"], ["Space Admin"], []),
+    (["Trial"], ["Space Admin,Space Developer,Space Member"], ["2 extra role(s) without a space ignored"]),
+    (["Trial,DevOps"], ["Space Admin,Space Developer"], []),
+    ([], ["Space Admin"], ["no valid space and no default_space configured: no space assignment"]),
+    ([",Trial"], ["Space Admin,Space Developer"], ["empty space entry at position 1 ignored with its role"]),
+    (["Trial,trial"], ["Boss,Space Admin"], ["space 'Trial' named again at position 2: the first valid role is kept"]),
+    (["Trial,DevOps"], ["Space Admin,"], []),
+    (["Trial,DevOps"], [], ["no role for space 'Trial': Space Member", "no role for space 'DevOps': Space Member"]),
+], ids=["one role, two spaces", "one role, one space", "extra roles", "pairs", "roles without spaces",
+        "empty space entry", "space named twice", "empty role", "no roles"])
+def test_notes_say_which_rule_applied(spaces: list[str], roles: list[str], notes: list[str]) -> None:
+    """The notes are what `transom explain` and the login trace show an operator."""
+    plan = plan_space_roles(space_values=spaces, role_values=roles, known_spaces=SPACES, known_space_roles=ROLES,
+                            settings=NO_DEFAULT)
+    assert list(plan.notes) == notes
