@@ -4,6 +4,7 @@ the tests that pin that code re-run, and every mutant the tests do not notice re
     .venv/bin/python bench/mutate.py                 # every target in bench/mutation_targets.toml
     .venv/bin/python bench/mutate.py scim-filter     # one target
     .venv/bin/python bench/mutate.py --list          # the mutants, without running anything
+    .venv/bin/python bench/mutate.py provisioning-rules --only provisioning-rules:115:int+1  # some mutants
 
 Each run copies the project into a temporary folder and puts that copy first on
 ``PYTHONPATH``, so the working tree and the installed packages are never modified. A mutant
@@ -181,6 +182,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("targets", nargs="*", help="target names (default: all)")
     parser.add_argument("--list", action="store_true", help="list the mutants and exit")
+    parser.add_argument("--only", nargs="+", metavar="KEY", default=None,
+                        help="run only these mutants (target:line:operator, as --list prints them), "
+                        "e.g. to check that a new test kills the survivors of an earlier run")
     args = parser.parse_args()
     targets = [t for t in load_targets() if not args.targets or t.name in args.targets]
     equivalent = equivalent_keys()
@@ -188,6 +192,8 @@ def main() -> int:
     try:
         for target in targets:
             found = mutants(target)
+            if args.only is not None:
+                found = [m for m in found if m.key in args.only]
             if args.list:
                 for m in found:
                     print(f"{m.key}{'  (equivalent)' if m.key in equivalent else ''}")

@@ -101,7 +101,7 @@ def verify_oidc(runtime: Runtime, params: CallbackParams, *, binding: str | None
     try:
         tokens = verify_tokens(runtime, connector, params, nonce=pending.nonce, verifier=pending.code_verifier)
     except TransomError as exc:
-        log.info("OIDC login refused connector=%s reason=%s", connector.id, exc.hint or exc.message)
+        log.info("OIDC login refused connector=%s reason=%s hint=%s", connector.id, exc.reason, exc.hint or exc.message)
         raise
     # Claims the id_token lacks, from UserInfo with the access token: after the token checks,
     # before the plugin maps the payload (transom.oidc.userinfo).

@@ -98,10 +98,11 @@ def verify_saml_response(runtime: Runtime, connector: Connector, saml_response: 
         with library_clock(library_clock_offset(root, int(time.time()))):
             response.is_valid(_request_data(sp.acs_url), request_id=None, raise_exceptions=True)
         return _after_library(runtime, connector, idp, sp, root, response)
-    except (LoginRefused, BadRequest):
+    except (LoginRefused, BadRequest) as exc:
+        log.info("SAML response refused connector=%s reason=%s", connector.id, exc.reason)
         raise
     except OneLogin_Saml2_ValidationError as exc:
-        log.info("SAML response refused connector=%s reason_code=%s", connector.id, exc.code)
+        log.info("SAML response refused connector=%s reason=%s", connector.id, library_reason(exc.code))
         raise LoginRefused(
             "the identity provider's response was not accepted",
             hint=_library_hint(exc.code, sp),
