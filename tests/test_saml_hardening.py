@@ -300,3 +300,41 @@ def test_sp_metadata_validity_is_consistent(env: Env) -> None:
     acs = root.find(f"{MD}SPSSODescriptor/{MD}AssertionConsumerService")
     assert acs is not None and acs.get("Location") == acs_url(env.connector_id)
     assert not isinstance(OneLogin_Saml2_XML.validate_xml(response.content, "saml-schema-metadata-2.0.xsd"), str)
+
+
+# -- second layers the library leaves open -----------------------------------------------------
+
+
+def test_assertion_without_conditions_is_refused(env: Env) -> None:
+    """python3-saml refuses it first (MISSING_CONDITIONS); Transom's own "one Conditions"
+    check stays behind it as a second layer (an equivalent mutant, bench/mutation_equivalent.txt)."""
+    def edit(root: Any) -> None:
+        assertion = assertion_of(root)
+        assertion.remove(assertion.find(f"{SAML}Conditions"))
+
+    request = env.start()
+    env.refused(env.post(env.signed(request, before_signing=edit)), "saml.library.missing_conditions")
+
+
+def test_second_bearer_confirmation_without_data_is_refused(env: Env) -> None:
+    """The library is satisfied by the first valid confirmation and skips one without data;
+    every bearer confirmation must be complete."""
+    def edit(root: Any) -> None:
+        first = _confirmation(root)
+        second = copy.deepcopy(first)
+        second.remove(second.find(f"{SAML}SubjectConfirmationData"))
+        first.addnext(second)
+
+    request = env.start()
+    env.refused(env.post(env.signed(request, before_signing=edit)), "saml.scd_missing")
+
+
+def test_second_bearer_confirmation_with_another_recipient_is_refused(env: Env) -> None:
+    def edit(root: Any) -> None:
+        first = _confirmation(root)
+        second = copy.deepcopy(first)
+        second.find(f"{SAML}SubjectConfirmationData").set("Recipient", "https://other-sp.example/acs")
+        first.addnext(second)
+
+    request = env.start()
+    env.refused(env.post(env.signed(request, before_signing=edit)), "saml.recipient")
