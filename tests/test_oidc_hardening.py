@@ -235,3 +235,76 @@ def test_refusal_inside_the_refresh_cooldown_says_the_keys_are_being_refreshed(m
         assert body["reason"] == "oidc.kid_unknown", body
         assert "does not publish" in body["hint"]
         assert fake.jwks_fetches == 3
+
+
+# -- hints: which value, cut where ------------------------------------------------------------
+
+
+def _long(keep: int) -> str:
+    """A value whose first ``keep`` characters differ from the rest, to see where a hint cuts."""
+    return "a" * keep + "b" * 40
+
+
+@pytest.mark.parametrize(("claims", "header", "keep"), [
+    ({}, {"alg": _long(20)}, 20),
+    ({}, {"typ": _long(30)}, 30),
+    ({"iss": _long(100)}, None, 100),
+    ({"aud": _long(100)}, None, 100),
+    ({"azp": _long(60)}, None, 60),
+], ids=["alg", "typ", "iss", "aud", "azp"])
+def test_hints_show_the_offending_value_cut_to_a_fixed_length(
+    make_runtime: Any, claims: dict[str, Any], header: dict[str, Any] | None, keep: int
+) -> None:
+    _, response = _login(make_runtime, claims, header=header)
+    body = response.json()
+    assert response.status_code == 400, body
+    assert "a" * keep + "..." in body["hint"], body
+
+
+@pytest.mark.parametrize(("iss", "shown"), [("https://evil.example", "https://evil.example"), (OMIT, "missing")])
+def test_hint_names_the_foreign_issuer_or_says_it_is_missing(make_runtime: Any, iss: Any, shown: str) -> None:
+    _, response = _login(make_runtime, {"iss": iss})
+    assert f"token issuer is '{shown}'" in response.json()["hint"]
+
+
+def test_hint_of_a_foreign_tenant_is_cut_to_60_characters(make_runtime: Any) -> None:
+    from oidc_support import entra_claims, entra_connector, entra_fake
+
+    fake = entra_fake()
+    runtime = build(make_runtime, fake, entra_connector())
+    with client_for(runtime) as client:
+        response = oidc_login(client, fake, "acme-entra", claims=entra_claims(tid=_long(60)))
+    assert response.json()["reason"] == "oidc.tenant"
+    assert f"tid is {'a' * 60}..." in response.json()["hint"]
+
+
+def test_signature_hint_names_the_kid_cut_to_60_characters(make_runtime: Any) -> None:
+    from transom.testing.oidc import SigningKey
+
+    fake = okta_org_fake()
+    fake.keys = [SigningKey(_long(60))]
+    runtime = build(make_runtime, fake, okta_connector())
+    impostor = SigningKey(_long(60))  # same kid, another key
+    with client_for(runtime) as client:
+        response = oidc_login(client, fake, "acme-okta",
+                              id_token=lambda r: fake.id_token(okta_claims(), nonce=r["nonce"], key=impostor))
+    body = assert_refused(runtime, response, "oidc.signature")
+    assert f"(kid {'a' * 60}...)" in body["hint"]
+
+
+@pytest.mark.parametrize("nonce", [5, ["n"], ""], ids=["number", "list", "empty"])
+def test_non_string_or_empty_nonce_is_refused(make_runtime: Any, nonce: Any) -> None:
+    runtime, response = _login(make_runtime, {"nonce": nonce})
+    assert_refused(runtime, response, "oidc.nonce_missing")
+
+
+def test_a_second_published_key_is_chosen_by_kid(make_runtime: Any) -> None:
+    fake = okta_org_fake()
+    fake.rotate("key-2", keep_old=True)
+    runtime = build(make_runtime, fake, okta_connector())
+    with client_for(runtime) as client:
+        first = oidc_login(client, fake, "acme-okta",
+                           id_token=lambda r: fake.id_token(okta_claims(), nonce=r["nonce"], key=fake.keys[0]))
+        assert first.status_code == 303, first.text
+        second = oidc_login(client, fake, "acme-okta", claims=okta_claims())
+        assert second.status_code == 303, second.text
