@@ -338,3 +338,27 @@ def test_second_bearer_confirmation_with_another_recipient_is_refused(env: Env) 
 
     request = env.start()
     env.refused(env.post(env.signed(request, before_signing=edit)), "saml.recipient")
+
+
+def test_encrypted_data_outside_an_encrypted_assertion_is_refused(env: Env) -> None:
+    """xenc:EncryptedData anywhere (here in the unsigned Response's Extensions) is refused
+    before parsing goes on: Transom holds no decryption key."""
+    request = env.start()
+    root = env.signed(request)
+    extensions = etree.Element("{urn:oasis:names:tc:SAML:2.0:protocol}Extensions")
+    etree.SubElement(extensions, "{http://www.w3.org/2001/04/xmlenc#}EncryptedData")
+    root.find(f"{SAML}Issuer").addnext(extensions)
+    env.refused(env.post(root), "saml.encrypted")
+
+
+def test_replay_is_refused_by_the_cache_lookup(env: Env, caplog: pytest.LogCaptureFixture) -> None:
+    """The lookup refuses (and logs) a replay; the primary key is the second layer for two
+    posts racing each other (tests/test_concurrent_first_login.py)."""
+    request = env.start()
+    encoded = encode(env.signed(request))
+    env.accepted(post_response(env.client, env.connector_id, encoded))
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="transom.saml"):
+        again = post_response(env.client, env.connector_id, encoded)
+    assert again.status_code == 400 and again.json()["reason"] == "saml.replay"
+    assert "SAML assertion replay refused" in caplog.text
