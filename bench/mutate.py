@@ -182,6 +182,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("targets", nargs="*", help="target names (default: all)")
     parser.add_argument("--list", action="store_true", help="list the mutants and exit")
+    parser.add_argument("--progress", action="store_true", help="print each mutant's outcome as it is known")
     parser.add_argument("--only", nargs="+", metavar="KEY", default=None,
                         help="run only these mutants (target:line:operator, as --list prints them), "
                         "e.g. to check that a new test kills the survivors of an earlier run")
@@ -213,6 +214,9 @@ def main() -> int:
                         survived.append(m)
                     else:
                         killed += 1
+                    if args.progress:
+                        outcome = "survived" if survived and survived[-1] is m else "killed"
+                        print(f"  {outcome} {m.key}", flush=True)
                 finally:
                     (workspace / target.path).write_text(original, encoding="utf-8")
             total = killed + len(survived)
