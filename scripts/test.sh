@@ -26,10 +26,12 @@ fi
 if [ ! -x .venv/bin/python ]; then
   "$PYTHON" -m venv .venv
 fi
-# The host and every built-in plugin (each its own distribution under plugins/, installed the
-# way a third-party plugin would be). pip's output goes to a log shown only when it fails.
+# The host, every built-in plugin (each its own distribution under plugins/, installed the
+# way a third-party plugin would be) and every worked example under examples/ (third-party
+# plugins tested with the kit; pyproject's testpaths collects their tests). pip's output goes
+# to a log shown only when it fails.
 packages=(-e '.[test]')
-for plugin in plugins/*/pyproject.toml; do packages+=(-e "$(dirname "$plugin")"); done
+for plugin in plugins/*/pyproject.toml examples/*/pyproject.toml; do packages+=(-e "$(dirname "$plugin")"); done
 if ! { .venv/bin/python -m pip install -q --disable-pip-version-check --upgrade pip \
        && .venv/bin/python -m pip install -q --disable-pip-version-check "${packages[@]}"; } >.venv/install.log 2>&1; then
   cat .venv/install.log >&2

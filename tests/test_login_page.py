@@ -12,7 +12,7 @@ from conftest import RuntimeFactory, client_for
 from starlette.testclient import TestClient
 
 from transom import directory
-from transom.devidp.keys import SigningKey
+from transom.testing.keys import SigningKey
 
 TENANT = "8f2a4c1e-1111-4222-8333-944455556666"
 HTML = {"accept": "text/html"}

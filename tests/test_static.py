@@ -1,4 +1,5 @@
-"""House rules checked with the suite: ruff clean, mypy --strict on core/ and plugins/."""
+"""House rules checked with the suite: ruff clean, mypy --strict on core/, plugins/ and the
+plugins of examples/."""
 
 from __future__ import annotations
 
@@ -12,7 +13,8 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 #: every package checked with mypy --strict; each folder is named after its import name
 #: (core/transom, plugins/<name>/transom_<name>), as pyproject's mypy_path lists them
-PACKAGES = ["transom", *sorted(p.parent.name for p in ROOT.glob("plugins/*/transom_*/__init__.py"))]
+PACKAGES = ["transom", *sorted(p.parent.name for p in ROOT.glob("plugins/*/transom_*/__init__.py")),
+            *sorted(p.parent.name for p in ROOT.glob("examples/*/transom_*/__init__.py"))]
 
 
 def _tool(name: str) -> str:
@@ -23,7 +25,7 @@ def _tool(name: str) -> str:
 
 
 def test_ruff_is_clean() -> None:
-    result = subprocess.run([_tool("ruff"), "check", "core", "plugins", "tests", "bench"],
+    result = subprocess.run([_tool("ruff"), "check", "core", "plugins", "tests", "bench", "examples"],
                             cwd=ROOT, capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
 

@@ -205,7 +205,7 @@ def build_demo(*, base_url: str, database_url: str) -> DemoSite:
     saml_entity_id, saml_acs = _sp_urls(base_url, SAML_CONNECTOR)
     idp = DevIdp(
         base_url=base_url,
-        key=SigningKey.generate(),
+        key=SigningKey.generate("Transom development IdP"),
         oidc_clients=(
             OidcClient(
                 client_id=OKTA_CLIENT_ID,

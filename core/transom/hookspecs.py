@@ -41,6 +41,20 @@ if TYPE_CHECKING:
 
 PROJECT = "transom"
 
+#: Version of the hook contract: the hooks below, their parameters and rules, and the value
+#: types of ``transom.connector``. Raised only by an incompatible change (a hook or parameter
+#: removed, a meaning changed); additions are marked ``.. versionadded::`` instead.
+#: 1 = Transom 0.1 (every plugin saw every connector and guarded on ``connector.type``);
+#: 2 = Transom 0.2 (hooks routed by connector type, provisioning attributes read by the host).
+#: Policy: docs/plugin-authors.md, "Versioning and deprecation".
+CONTRACT_VERSION = 2
+
+
+class HookDeprecationWarning(DeprecationWarning):
+    """Warned when a plugin registers an implementation of a deprecated hook or parameter
+    (the hookspec's ``warn_on_impl`` / ``warn_on_impl_args``)."""
+
+
 hookspec = pluggy.HookspecMarker(PROJECT)
 #: decorate hook implementations in plugins with this marker
 hookimpl = pluggy.HookimplMarker(PROJECT)

@@ -6,9 +6,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from transom.devidp.keys import SigningKey
 from transom.devidp.people import DEMO_PEOPLE, DemoPerson
 from transom.devidp.state import TtlStore
+from transom.testing.keys import SigningKey
 
 PREFIX = "/dev-idp"
 #: laid out like an Okta custom authorization server, so the ``okta`` connector type works

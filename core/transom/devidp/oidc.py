@@ -5,22 +5,18 @@ authorization server (``{issuer}/v1/authorize``, ``/v1/token``, ``/v1/keys``).""
 from __future__ import annotations
 
 import base64
-import binascii
 import hashlib
-import hmac
 import re
 import secrets
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
-
-from jose import jwt
 
 from transom.devidp.idp import ID_TOKEN_TTL_SECONDS, DevIdp, IssuedCode, OidcClient, OidcFlavor, PendingOidc
 from transom.devidp.people import DEMO_PEOPLE, DemoPerson, as_entra_person
+from transom.testing.jwt import signed_token
+from transom.testing.oauth import ClientCredentials, TokenError, client_credentials, pkce_matches, secret_matches
 
-_PKCE_VERIFIER = re.compile(r"^[A-Za-z0-9\-._~]{43,128}$")
 _MAX_PARAM_CHARS = 2000
 
 
@@ -33,16 +29,6 @@ class AuthorizeError(Exception):
         self.error = error
         self.description = description
         self.redirectable = redirectable
-
-
-class TokenError(Exception):
-    """An RFC 6749 §5.2 error answer of the token endpoint."""
-
-    def __init__(self, error: str, description: str, *, status: int = 400) -> None:
-        super().__init__(description)
-        self.error = error
-        self.description = description
-        self.status = status
 
 
 def endpoints(idp: DevIdp, flavor: OidcFlavor) -> dict[str, str]:
@@ -83,7 +69,7 @@ def discovery_document(idp: DevIdp, flavor: OidcFlavor = "okta") -> dict[str, An
 
 
 def jwks(idp: DevIdp) -> dict[str, Any]:
-    return {"keys": [idp.key.public_jwk]}
+    return {"keys": [idp.key.public_jwk()]}
 
 
 def parse_authorize_request(
@@ -178,46 +164,13 @@ def issue_code(idp: DevIdp, pending: PendingOidc, person: DemoPerson) -> str:
     )
 
 
-@dataclass(frozen=True)
-class ClientCredentials:
-    client_id: str
-    client_secret: str
-
-
-def client_credentials(authorization: str | None, form: Mapping[str, str]) -> ClientCredentials:
-    """client_secret_basic (RFC 6749 §2.3.1: form-urlencoded id and secret) or
-    client_secret_post; never both."""
-    if authorization and authorization.lower().startswith("basic "):
-        if "client_secret" in form:
-            raise TokenError("invalid_request", "use one client authentication method")
-        try:
-            decoded = base64.b64decode(authorization[6:].strip(), validate=True).decode("utf-8")
-        except (binascii.Error, UnicodeDecodeError):
-            raise TokenError("invalid_client", "malformed Basic credentials", status=401) from None
-        from urllib.parse import unquote_plus
-
-        raw_id, sep, raw_secret = decoded.partition(":")
-        if not sep:
-            raise TokenError("invalid_client", "malformed Basic credentials", status=401)
-        return ClientCredentials(unquote_plus(raw_id), unquote_plus(raw_secret))
-    return ClientCredentials(form.get("client_id", ""), form.get("client_secret", ""))
-
-
 def _authenticate(idp: DevIdp, creds: ClientCredentials) -> OidcClient:
     client = idp.oidc_clients.get(creds.client_id)
     expected = client.client_secret if client else secrets.token_urlsafe(32)
-    ok = hmac.compare_digest(expected.encode("utf-8"), creds.client_secret.encode("utf-8"))
+    ok = secret_matches(expected, creds.client_secret)
     if client is None or not ok:
         raise TokenError("invalid_client", "client authentication failed", status=401)
     return client
-
-
-def _pkce_matches(verifier: str, challenge: str) -> bool:
-    if not _PKCE_VERIFIER.match(verifier):
-        return False
-    digest = hashlib.sha256(verifier.encode("ascii")).digest()
-    computed = base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")
-    return hmac.compare_digest(computed, challenge)
 
 
 def exchange_code(
@@ -235,11 +188,11 @@ def exchange_code(
         raise invalid
     if form.get("redirect_uri") != issued.redirect_uri:
         raise invalid
-    if not _pkce_matches(form.get("code_verifier", ""), issued.code_challenge):
+    if not pkce_matches(form.get("code_verifier", ""), issued.code_challenge):
         raise TokenError("invalid_grant", "PKCE verification failed")
     now = int(time.time())
     claims = {**issued.claims, "iat": now, "auth_time": now, "exp": now + ID_TOKEN_TTL_SECONDS}
-    id_token = jwt.encode(claims, idp.key.private_key_pem, algorithm="RS256", headers={"kid": idp.key.kid})
+    id_token = signed_token(claims, idp.key)
     return {
         "token_type": "Bearer",
         "expires_in": ID_TOKEN_TTL_SECONDS,

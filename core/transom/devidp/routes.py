@@ -31,6 +31,7 @@ from transom.devidp.idp import (
 from transom.devidp.people import DEMO_PEOPLE, MAX_FIELD_CHARS, find_person
 from transom.devidp.saml_request import SamlRequestError, pending_from_redirect
 from transom.errors import BadRequest
+from transom.testing.oauth import TokenError
 from transom.web.templates import templates
 
 log = logging.getLogger("transom.devidp")
@@ -189,7 +190,7 @@ def _add_oidc_routes(router: APIRouter, idp: DevIdp, flavor: OidcFlavor, paths: 
             body = oidc.exchange_code(
                 idp, authorization=request.headers.get("authorization"), form=form, flavor=flavor
             )
-        except oidc.TokenError as exc:
+        except TokenError as exc:
             log.info("dev idp: token request refused: %s", exc.error)
             headers = dict(_NO_STORE)
             if exc.status == 401:

@@ -1,6 +1,6 @@
 """SAML side of the development IdP: the signed Response to an AuthnRequest and the IdP
-metadata. Building and signing reuse ``transom.testing.saml`` (lxml + python-xmlsec,
-RSA-SHA256, exclusive c14n), the same code the SP's own tests trust."""
+metadata. Building and signing are the fake-IdP kernel's (``transom.testing.saml``: lxml +
+python-xmlsec, RSA-SHA256, exclusive c14n), the same code the SP's own tests trust."""
 
 from __future__ import annotations
 
@@ -10,10 +10,7 @@ from transom.testing import saml as saml_signing
 
 
 def _fake_idp(idp: DevIdp) -> saml_signing.FakeSamlIdp:
-    key = saml_signing.SigningKey(
-        private_key_pem=idp.key.private_key_pem.encode("ascii"), certificate_pem=idp.key.certificate_pem
-    )
-    return saml_signing.FakeSamlIdp(entity_id=idp.saml_entity_id, sso_url=idp.saml_sso_url, key=key)
+    return saml_signing.FakeSamlIdp(entity_id=idp.saml_entity_id, sso_url=idp.saml_sso_url, key=idp.key)
 
 
 def attributes(person: DemoPerson) -> dict[str, list[str]]:

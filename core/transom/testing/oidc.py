@@ -1,94 +1,50 @@
-"""A fake OpenID Connect provider for tests, for third-party plugin authors and for the
-development IdP.
+"""A fake OpenID Connect provider for Transom's tests and for plugin authors.
 
-:class:`FakeOidcIdp` holds real RSA keys (``cryptography``), serves its JWKS and token
-endpoint through an ``httpx.MockTransport`` and signs id_tokens whose header and claims a
-test controls completely, so attacks (``alg: none``, HS256 keyed with the public key, foreign
-keys, missing claims...) are built from real bytes::
+:class:`FakeOidcIdp` holds real RSA keys (the kernel's :class:`~transom.testing.keys.SigningKey`)
+and signs id_tokens whose header and claims a test controls completely, so attacks
+(``alg: none``, HS256 keyed with the public key, foreign keys, missing claims...) are built
+from real bytes; keys of other algorithms (``transom.testing.jws_keys``: ES256, EdDSA, PS256...)
+sign too. Its back channel (discovery document, JWKS, token endpoint, UserInfo) is one handler
+served two ways:
+
+* in process, through an ``httpx.MockTransport`` (:meth:`FakeOidcIdp.transport`)::
 
     fake = FakeOidcIdp(issuer="https://idp.test", client_id="app", client_secret="s3cret")
     runtime = make_runtime(connectors=[...], http=httpx.Client(transport=fake.transport()))
-    with client_for(runtime) as client:
-        response = oidc_login(client, fake, "acme-okta", claims={"sub": "00u1", "email": ...})
-        assert response.status_code == 303
 
-The browser leg (the authorization endpoint) is not served over HTTP: :func:`oidc_login`
-reads the authorization request from Transom's redirect and asks :meth:`FakeOidcIdp.authorize`
-for a code, as a user picking an account at the IdP would.
+* over real HTTP on 127.0.0.1 (:func:`serve_oidc_idp`), for a host that uses its ordinary
+  HTTP client::
+
+    with serve_oidc_idp(client_id="app") as fake:   # fake.issuer == "http://127.0.0.1:<port>"
+        ...
+
+The browser leg (the authorization endpoint) is not served: :func:`oidc_login` reads the
+authorization request from Transom's redirect and asks :meth:`FakeOidcIdp.authorize` for a
+code, as a user picking an account at the IdP would.
 """
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import hmac
-import json
 import secrets
 import threading
 import time
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any
-from urllib.parse import parse_qs, unquote, urlencode, urlsplit
+from urllib.parse import parse_qs, urlencode, urlsplit
 
 import httpx
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
 from transom.testing.jws_keys import JwsKey
+from transom.testing.jwt import OMIT, hs256_signer, sign_jwt, signed_token
+from transom.testing.keys import SigningKey, b64url
+from transom.testing.oauth import TokenError, client_credentials, pkce_matches, secret_matches
+from transom.testing.server import free_port, serve_handler
 
-#: put this as a claim value to leave the claim out of the token
-OMIT: Any = object()
-
-
-def b64url(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
-
-
-def _int_b64(value: int) -> str:
-    return b64url(value.to_bytes((value.bit_length() + 7) // 8, "big"))
-
-
-@dataclass
-class SigningKey:
-    """One RSA key pair and its ``kid``."""
-
-    kid: str | None
-    private_key: rsa.RSAPrivateKey = field(
-        default_factory=lambda: rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    )
-
-    def public_jwk(self) -> dict[str, Any]:
-        numbers = self.private_key.public_key().public_numbers()
-        jwk: dict[str, Any] = {"kty": "RSA", "use": "sig", "alg": "RS256",
-                               "n": _int_b64(numbers.n), "e": _int_b64(numbers.e)}
-        if self.kid is not None:
-            jwk["kid"] = self.kid
-        return jwk
-
-    def public_pem(self) -> bytes:
-        return self.private_key.public_key().public_bytes(
-            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
-
-    def public_der(self) -> bytes:
-        return self.private_key.public_key().public_bytes(
-            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
-
-    def sign(self, data: bytes) -> bytes:
-        return self.private_key.sign(data, padding.PKCS1v15(), hashes.SHA256())
-
-
-def sign_jwt(header: Mapping[str, Any], claims: Mapping[str, Any] | bytes,
-             signer: Callable[[bytes], bytes]) -> str:
-    """``b64(header).b64(claims).b64(signer(signing_input))`` with nothing checked: tests
-    use it to build any token, valid or hostile."""
-    payload = claims if isinstance(claims, bytes) else json.dumps(dict(claims)).encode()
-    signing_input = f"{b64url(json.dumps(dict(header)).encode())}.{b64url(payload)}"
-    return f"{signing_input}.{b64url(signer(signing_input.encode('ascii')))}"
-
-
-def hs256_signer(secret: bytes) -> Callable[[bytes], bytes]:
-    return lambda data: hmac.new(secret, data, hashlib.sha256).digest()
+# the kernel's names, importable from here as before
+__all__ = ["OMIT", "FakeOidcIdp", "SigningKey", "b64url", "finish_login", "hs256_signer", "oidc_login",
+           "serve_oidc_idp", "sign_jwt", "start_login"]
 
 
 @dataclass
@@ -200,15 +156,7 @@ class FakeOidcIdp:
         signature (default: the current key)."""
         body = self.default_claims(nonce=nonce)
         body.update(claims or {})
-        body = {k: v for k, v in body.items() if v is not OMIT}
-        use = key or self.key
-        # a key of transom.testing.jws_keys names its own algorithm (ES256, EdDSA, PS256...)
-        head: dict[str, Any] = {"alg": getattr(use, "alg", "RS256"), "typ": "JWT"}
-        if use.kid is not None:
-            head["kid"] = use.kid
-        head.update(header or {})
-        head = {k: v for k, v in head.items() if v is not OMIT}
-        return sign_jwt(head, body, signer or use.sign)
+        return signed_token(body, key or self.key, header=header, signer=signer)
 
     # -- the browser leg ------------------------------------------------------------------
 
@@ -272,36 +220,35 @@ class FakeOidcIdp:
     def _token(self, request: httpx.Request) -> httpx.Response:
         form = {k: v[0] for k, v in parse_qs(request.content.decode()).items()}
         self.token_requests.append(form)
-
-        def error(code: str, status: int = 400) -> httpx.Response:
-            return httpx.Response(status, json={"error": code, "error_description": f"fake IdP: {code}"})
-
-        client_id, secret = form.get("client_id"), form.get("client_secret")
-        auth = request.headers.get("authorization", "")
-        if auth.startswith("Basic "):
-            basic_id, _, basic_secret = base64.b64decode(auth[6:]).decode().partition(":")
-            client_id, secret = unquote(basic_id), unquote(basic_secret)
-        if client_id != self.client_id or (self.client_secret is not None and secret != self.client_secret):
-            return error("invalid_client", 401)
-        if form.get("grant_type") != "authorization_code":
-            return error("unsupported_grant_type")
-        with self._lock:
-            pending = self._codes.pop(form.get("code", ""), None)  # single use
-        if pending is None or pending.client_id != client_id:
-            return error("invalid_grant")
-        if form.get("redirect_uri") != pending.redirect_uri:
-            return error("invalid_grant")
-        if pending.code_challenge is not None:
-            verifier = form.get("code_verifier", "")
-            challenge = b64url(hashlib.sha256(verifier.encode()).digest())
-            if pending.code_challenge_method != "S256" or not hmac.compare_digest(challenge, pending.code_challenge):
-                return error("invalid_grant")
+        try:
+            pending = self._redeem(request.headers.get("authorization"), form)
+        except TokenError as exc:
+            return httpx.Response(exc.status, json={"error": exc.error, "error_description": f"fake IdP: {exc.error}"})
         access_token = secrets.token_urlsafe(16)
         if pending.userinfo is not None:
             with self._lock:
                 self.userinfo_by_token[access_token] = pending.userinfo
         return httpx.Response(200, json={"access_token": access_token, "token_type": "Bearer",
                                          "expires_in": 3600, "id_token": pending.id_token})
+
+    def _redeem(self, authorization: str | None, form: Mapping[str, str]) -> PendingCode:
+        """The token endpoint's checks (the kernel's, as the development IdP's): client
+        authentication, grant type, a single-use code bound to client and redirect URI, PKCE."""
+        creds = client_credentials(authorization, form)
+        if creds.client_id != self.client_id or (
+                self.client_secret is not None and not secret_matches(self.client_secret, creds.client_secret)):
+            raise TokenError("invalid_client", "client authentication failed", status=401)
+        if form.get("grant_type") != "authorization_code":
+            raise TokenError("unsupported_grant_type", "only authorization_code")
+        with self._lock:
+            pending = self._codes.pop(form.get("code", ""), None)  # single use
+        if pending is None or pending.client_id != creds.client_id or form.get("redirect_uri") != pending.redirect_uri:
+            raise TokenError("invalid_grant", "unknown code")
+        if pending.code_challenge is not None and (
+                pending.code_challenge_method != "S256"
+                or not pkce_matches(form.get("code_verifier", ""), pending.code_challenge)):
+            raise TokenError("invalid_grant", "PKCE verification failed")
+        return pending
 
     def _userinfo(self, request: httpx.Request) -> httpx.Response:
         """OpenID Connect Core §5.3: the Bearer access token's claims, or 401."""
@@ -351,3 +298,15 @@ def oidc_login(
     location = start_login(client, connector_id, next_path=next_path)
     params = fake.authorize(location, claims, id_token=id_token, userinfo=userinfo)
     return finish_login(client, params, form_post=form_post, headers=headers)
+
+
+@contextmanager
+def serve_oidc_idp(*, client_id: str, client_secret: str | None = "fake-client-secret",  # noqa: S107
+                   host: str = "127.0.0.1", path: str = "") -> Iterator[FakeOidcIdp]:
+    """A :class:`FakeOidcIdp` whose discovery document, JWKS and token endpoint answer over
+    real HTTP at ``http://{host}:{port}{path}`` until the block ends (the same handler as
+    :meth:`FakeOidcIdp.transport`, behind a stdlib HTTP server in a thread)."""
+    port = free_port(host)
+    fake = FakeOidcIdp(issuer=f"http://{host}:{port}{path}", client_id=client_id, client_secret=client_secret)
+    with serve_handler(fake.handle, host=host, port=port):
+        yield fake

@@ -1,6 +1,8 @@
-"""A fake SAML 2.0 identity provider for tests, plugin authors and the development IdP.
+"""A fake SAML 2.0 identity provider for tests, plugin authors and the development IdP: the
+fake-IdP kernel's one SAML response builder.
 
-Everything is real: RSA-2048 keys and self-signed certificates from ``cryptography``,
+Everything is real: the kernel's RSA-2048 key with its self-signed certificate
+(:class:`~transom.testing.keys.SigningKey`),
 responses built with lxml and signed with python-xmlsec (exclusive canonicalization,
 RSA-SHA256, enveloped + exc-c14n transforms, ``Reference URI="#ID"``, the Signature right
 after ``saml:Issuer``). Knobs exist for every attack the SP must refuse: which element is
@@ -15,7 +17,7 @@ Typical use::
 
 Building blocks, importable on their own:
 
-* :class:`SigningKey` — a key pair with a self-signed certificate;
+* :class:`SigningKey` — the kernel's key pair with a self-signed certificate (re-exported);
 * :func:`build_response` — an unsigned ``samlp:Response`` element with one assertion;
 * :func:`sign` — sign one element (Response or Assertion) in place;
 * :func:`reparse` — a fresh tree to tamper with after signing;
@@ -35,11 +37,9 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urlencode, urlsplit
 
 import xmlsec
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
-from cryptography.x509.oid import NameOID
 from lxml import etree
+
+from transom.testing.keys import SigningKey
 
 if TYPE_CHECKING:
     import httpx
@@ -77,52 +77,6 @@ def saml_time(moment: datetime) -> str:
 def new_id() -> str:
     """An XML ID (must not start with a digit)."""
     return f"_{uuid.uuid4().hex}"
-
-
-# -- keys -----------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class SigningKey:
-    """An RSA key and its self-signed certificate (PEM)."""
-
-    private_key_pem: bytes
-    certificate_pem: str
-
-    @classmethod
-    def generate(
-        cls,
-        common_name: str = "Transom Fake IdP",
-        *,
-        key_size: int = 2048,
-        not_valid_before: datetime | None = None,
-        not_valid_after: datetime | None = None,
-    ) -> SigningKey:
-        key = rsa.generate_private_key(public_exponent=65537, key_size=key_size)
-        name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
-        now = datetime.now(UTC)
-        cert = (
-            x509.CertificateBuilder()
-            .subject_name(name)
-            .issuer_name(name)
-            .public_key(key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(not_valid_before or now - timedelta(days=1))
-            .not_valid_after(not_valid_after or now + timedelta(days=365))
-            .sign(key, hashes.SHA256())
-        )
-        return cls(
-            private_key_pem=key.private_bytes(
-                serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-            ),
-            certificate_pem=cert.public_bytes(serialization.Encoding.PEM).decode("ascii"),
-        )
-
-    @property
-    def certificate_base64(self) -> str:
-        """The DER certificate in base64 without PEM armour (what metadata and KeyInfo hold)."""
-        lines = [ln for ln in self.certificate_pem.strip().splitlines() if "CERTIFICATE" not in ln]
-        return "".join(lines)
 
 
 # -- building a response ---------------------------------------------------------------------
