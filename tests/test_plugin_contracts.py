@@ -1,5 +1,6 @@
 """The plugin kit's conformance checks (transom.testing.contract) run over every built-in
-connector plugin, once per protocol it speaks, exactly as a third-party author runs them."""
+connector plugin (okta, azure_ad, generic_saml, generic_oidc), once per protocol it speaks,
+exactly as a third-party author runs them."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from typing import Any
 import pytest
 
 import transom_azure_ad
+import transom_generic_oidc
 import transom_generic_saml
 import transom_okta
 from transom.connector import GroupsClaim
@@ -82,6 +84,18 @@ class TestGenericSamlContract(PluginContract):
     sample_payload = saml_payload("u-1001", {"mail": ["ada@acme.example"], "memberOf": ["staff"]})
     payload_without_subject = saml_payload(None, {"mail": ["ada@acme.example"]})
     expected_claims = {"subject": "u-1001", "email": "ada@acme.example", "groups": GroupsClaim.present(["staff"])}
+
+
+class TestGenericOidcContract(PluginContract):
+    plugin = transom_generic_oidc
+    type_name = "generic_oidc"
+    contract_version = 2
+    settings = {"issuer": "https://sso.example.test/realms/acme", "client_id": "transom",
+                "client_secret": "oidc-secret-value", "groups_claim": "groups"}
+    sample_payload = {"sub": "f1e2d3", "email": "ada@acme.example", "preferred_username": "ada",
+                      "groups": ["/staff"]}
+    payload_without_subject = {"email": "ada@acme.example", "preferred_username": "ada"}
+    expected_claims = {"subject": "f1e2d3", "user_name": "ada", "groups": GroupsClaim.present(["/staff"])}
 
 
 # -- the checks catch what they claim to catch ------------------------------------------------
