@@ -48,6 +48,14 @@ class ServerSettings(BaseSettings):
     #: mark the session cookie Secure; defaults to true when base_url is https
     secure_cookies: bool | None = None
     max_request_bytes: int = Field(default=256 * 1024, ge=1024)
+    #: password logins (right or wrong) per account and email per window; 0 turns it off
+    password_attempts_per_user: int = Field(default=10, ge=0)
+    #: password logins from one client address, whatever the account, per window; 0: off
+    password_attempts_per_address: int = Field(default=200, ge=0)
+    password_throttle_window_seconds: int = Field(default=300, ge=1, le=86400)
+    #: SCIM and admin-API requests per token per window (500/10 s = 50/s, twice Entra's pace); 0: off
+    api_rate_limit: int = Field(default=500, ge=0)
+    api_rate_window_seconds: int = Field(default=10, ge=1, le=3600)
 
     @classmethod
     def settings_customise_sources(

@@ -1,5 +1,6 @@
-"""SQLAlchemy 2.0 models. Every table except ``accounts`` carries ``account_id`` so that
-every query can be, and is, scoped by account. Keep ``migrations/`` in step: a test
+"""SQLAlchemy 2.0 models. Every table except ``accounts`` and ``throttle_counters`` (its
+docstring says why) carries ``account_id`` so that every query can be, and is, scoped by
+account. Keep ``migrations/`` in step: a test
 compares this metadata with the migrated schema."""
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     CheckConstraint,
     DateTime,
     ForeignKey,
@@ -284,3 +286,18 @@ class WebSession(Base):
     connector_id: Mapped[str | None] = mapped_column(String(63))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     expires_at: Mapped[datetime] = mapped_column()
+
+
+class ThrottleCounter(Base):
+    """One fixed-window counter of a throttle (transom.throttle, docs/security.md). The one
+    table without ``account_id``: a client address is throttled across accounts (a spray over
+    many accounts from one address is what that limit is for) and a login may name an account
+    that does not exist. ``key`` is a SHA-256 digest of the bucket, so no email, address or
+    token is stored."""
+
+    __tablename__ = "throttle_counters"
+
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    hits: Mapped[int] = mapped_column(Integer)
+    #: Unix time (seconds) at which the current window ends
+    window_ends: Mapped[int] = mapped_column(BigInteger, index=True)

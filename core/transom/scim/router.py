@@ -19,6 +19,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
+from transom import throttle
 from transom.db import unavailable_error
 from transom.directory import authenticate_account_token
 from transom.errors import Forbidden, NotFound, NotImplementedByHost, TransomError, Unauthorized
@@ -88,10 +89,7 @@ class Context:
 async def _handle(request: Request, work: Work, *, with_body: bool = False) -> Response:
     try:
         raw = await request.body() if with_body else b""
-        body = parse_json_object(raw) if with_body else None
-        if body is not None:
-            check_scim_text(body)
-        return await run_in_threadpool(_in_transaction, request, work, body)
+        return await run_in_threadpool(_in_transaction, request, work, raw if with_body else None)
     except Unauthorized:
         return scim_error(401, AUTH_DETAIL)
     except TransomError as exc:
@@ -113,8 +111,14 @@ def _transom_error(request: Request, exc: TransomError) -> Response:
     return scim_error(exc.status, exc.message, exc.code, reason=exc.reason, retry_after=exc.retry_after)
 
 
-def _in_transaction(request: Request, work: Work, body: dict[str, Any] | None) -> Response:
+def _in_transaction(request: Request, work: Work, raw: bytes | None) -> Response:
     runtime: Runtime = request.app.state.runtime
+    # its own transaction, before anything else: a request that fails still counts
+    throttle.api_request(runtime.db, runtime.config.server, credential=request.headers.get("authorization", ""),
+                         where=f"SCIM {request.method} {request.url.path}")
+    body = parse_json_object(raw) if raw is not None else None
+    if body is not None:
+        check_scim_text(body)
     with runtime.db.transaction() as db:  # on SQLite, queued on the process's writer lock
         token_name, account = authenticate_account_token(db, token=bearer_token(request), permission="manage-users")
         return work(Context(request, db, Caller(account=account, actor=f"scim:{token_name}"), body))

@@ -11,7 +11,7 @@ from fastapi.responses import RedirectResponse, Response
 from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 
-from transom import audit
+from transom import audit, throttle
 from transom.connector import Connector
 from transom.directory import find_user, get_account, user_json
 from transom.errors import BadRequest, LoginRefused, NotFound
@@ -82,11 +82,15 @@ async def _password_form(request: Request) -> PasswordLogin:
 @router.post("/api/accounts/login")
 async def password_login(request: Request, runtime: RuntimeDep) -> Response:
     form = await _password_form(request)
+    address = request.client.host if request.client else "unknown"
     # The database work is synchronous; run it in the thread pool like sync endpoints.
-    return await run_in_threadpool(_password_login, runtime, form)
+    return await run_in_threadpool(_password_login, runtime, form, address)
 
 
-def _password_login(runtime: RuntimeDep, form: PasswordLogin) -> Response:
+def _password_login(runtime: RuntimeDep, form: PasswordLogin, address: str) -> Response:
+    # counted before the password is checked: a throttled guess costs no Argon2 hash
+    throttle.password_attempt(runtime.db, runtime.config.server, account=form.account, email=form.email,
+                              address=address)
     refused = LoginRefused("wrong email, password or account")
     with runtime.db.transaction() as db:
         try:

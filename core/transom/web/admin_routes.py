@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Response, status
+from fastapi import APIRouter, Depends, Response, status
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -19,21 +19,25 @@ from transom import directory
 from transom.errors import BadRequest, NotFound
 from transom.groups import user_is_group_synced
 from transom.models import Account, Group, GroupMembership
-from transom.web.deps import AdminAuth, AdminPrincipal, DbSession, RuntimeDep
+from transom.web.deps import AdminAuth, AdminPrincipal, DbSession, RuntimeDep, api_rate_limit
 
-router = APIRouter(prefix="/api/admin", tags=["admin"])
+router = APIRouter(prefix="/api/admin", tags=["admin"], dependencies=[Depends(api_rate_limit)])
 
 
 class ErrorOut(BaseModel):
     error: str = Field(description="machine-readable code, e.g. `not_found`, `forbidden`")
     detail: str = Field(description="what went wrong, in words")
     hint: str | None = None
+    reason: str | None = Field(default=None, description="which rule refused, where a refusal has layers "
+                               "(e.g. `throttled_token`, `nul_character`); docs/security.md")
 
 
 ERRORS: dict[int | str, dict[str, Any]] = {
     401: {"model": ErrorOut, "description": "missing or unknown API token"},
     403: {"model": ErrorOut, "description": "the token lacks the `admin` permission, or the IdP owns the membership"},
     404: {"model": ErrorOut, "description": "no such group or user in the token's account"},
+    429: {"model": ErrorOut, "description": "the token's rate limit (`api_rate_limit`); wait `Retry-After` seconds"},
+    503: {"model": ErrorOut, "description": "the database is unavailable; retry after `Retry-After` seconds"},
 }
 
 

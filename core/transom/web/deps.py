@@ -9,6 +9,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 from sqlalchemy.orm import Session
 
+from transom import throttle
 from transom.directory import ACCOUNT_ADMIN, authenticate_token, name_key
 from transom.errors import Forbidden, Unauthorized
 from transom.models import ApiToken, User
@@ -94,3 +95,11 @@ def get_admin(request: Request, runtime: RuntimeDep, db: DbSession) -> AdminPrin
 
 AdminAuth = Annotated[AdminPrincipal, Depends(get_admin)]
 UsersToken = Annotated[ApiToken, Depends(token_with("manage-users"))]
+
+
+def api_rate_limit(request: Request, runtime: RuntimeDep) -> None:
+    """The per-token rate limit of the admin API (SCIM applies the same in its router): keyed
+    by the bearer token, or by the session cookie of an Account Admin."""
+    credential = request.headers.get("authorization") or request.cookies.get(COOKIE_NAME) or ""
+    throttle.api_request(runtime.db, runtime.config.server, credential=credential,
+                         where=f"{request.method} {request.url.path}")
