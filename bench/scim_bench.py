@@ -8,6 +8,11 @@ to the other cores), so the numbers include real HTTP parsing on both sides.
     python bench/scim_bench.py
     python bench/scim_bench.py --requests 4000 --clients 8
     python bench/scim_bench.py --database-url postgresql+psycopg://postgres@127.0.0.1:5432/bench
+    python bench/scim_bench.py --api-rate-limit 0      # without the per-token rate limit
+
+The per-token rate limit (docs/security.md) stays on, set high enough never to refuse, so
+the numbers include its cost (one upsert transaction per request); ``--api-rate-limit 0``
+measures without it.
 """
 
 from __future__ import annotations
@@ -53,7 +58,7 @@ def prepare(database_url: str) -> str:
     return token
 
 
-def start_server(workdir: Path, database_url: str, port: int) -> subprocess.Popen[bytes]:
+def start_server(workdir: Path, database_url: str, port: int, api_rate_limit: int) -> subprocess.Popen[bytes]:
     config = workdir / "transom.toml"
     config.write_text(
         "[server]\n"
@@ -61,6 +66,7 @@ def start_server(workdir: Path, database_url: str, port: int) -> subprocess.Pope
         f'database_url = "{database_url}"\n'
         'session_secret = { env = "TRANSOM_SESSION_SECRET" }\n'
         'log_level = "WARNING"\n'
+        f"api_rate_limit = {api_rate_limit}\n"
     )
     env = {**os.environ, "TRANSOM_CONFIG": str(config), "TRANSOM_SESSION_SECRET": secrets.token_urlsafe(32)}
     command = [sys.executable, "-m", "uvicorn", "transom.web.asgi:create", "--factory", "--workers", "1",
@@ -128,18 +134,19 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=3000)
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--database-url", default=None)
+    parser.add_argument("--api-rate-limit", type=int, default=10**9, help="0 turns the per-token limit off")
     args = parser.parse_args()
 
     workdir = Path(tempfile.mkdtemp(prefix="scim-bench-"))
     database_url = args.database_url or f"sqlite:///{workdir / 'bench.db'}"
     token = prepare(database_url)
     port = free_port()
-    server = start_server(workdir, database_url, port)
+    server = start_server(workdir, database_url, port, args.api_rate_limit)
     base = f"http://127.0.0.1:{port}"
     headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/scim+json"}
     run_id = secrets.token_hex(4)
     print(f"server: uvicorn, 1 worker, {database_url.split(':', 1)[0]}; {args.requests} requests per "
-          f"phase, {args.clients} client threads")
+          f"phase, {args.clients} client threads; api_rate_limit {args.api_rate_limit}")
     try:
         health = run("GET /healthz", base, args.clients, args.requests, lambda h, i: h.get("/healthz").status_code, 200)
 

@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 from conftest import PG_URL, client_for, server_table
+from oidc_support import entra_connector
 from scim_support import SCIM, auth, make_tenants, new_user
 from sqlalchemy.engine import make_url
 from tcp_proxy import TcpProxy
@@ -70,6 +71,20 @@ def test_database_down_answers_503_with_retry_after(down_runtime: Runtime, caplo
     assert len(unavailable) == 3  # one line per failed request
     assert all(r.exc_info is None for r in caplog.records)  # and never a traceback
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+
+
+def test_sso_login_start_answers_503_when_the_database_is_down(tmp_path: Path) -> None:
+    """Starting an SSO login stores its state: the same 503, as a page for the browser."""
+    runtime = Runtime.build(parse_config({"server": server_table(_down_url(tmp_path)),
+                                          "connectors": [entra_connector()]}))
+    try:
+        with client_for(runtime) as client:
+            page = client.get("/api/accounts/login/acme-entra", headers={"accept": "text/html"})
+    finally:
+        runtime.close()
+    assert page.status_code == 503
+    assert page.headers["retry-after"] == "5"
+    assert "database_unavailable" in page.text
 
 
 def test_healthz_says_503_when_the_database_is_down(down_runtime: Runtime) -> None:
