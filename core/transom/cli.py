@@ -334,12 +334,48 @@ def tokens() -> None:
 @pass_ctx
 @handle_errors
 def tokens_create(ctx: Ctx, account: str, permissions: tuple[str, ...], name: str | None) -> None:
+    from transom.tokens import by_secret
+
     with ctx.db() as db:
         token = directory.create_token(
             db, account=directory.get_account(db, name=account), permissions=list(permissions), name=name
         )
-    click.echo("token created; it is shown once and stored hashed:")
+        token_id = by_secret(db, secret=token).id
+    click.echo(f"token created (id {token_id}, for `transom tokens revoke`); it is shown once and stored hashed:")
     click.echo(token)
+
+
+@tokens.command("list")
+@click.option("--account", required=True)
+@click.option("--json", "as_json", is_flag=True)
+@pass_ctx
+@handle_errors
+def tokens_list(ctx: Ctx, account: str, as_json: bool) -> None:
+    """List the account's API tokens: id, name, permissions, created, last used. Never a secret."""
+    from transom.tokens import list_tokens, token_json
+
+    with ctx.db() as db:
+        rows = [token_json(t) for t in list_tokens(db, account=directory.get_account(db, name=account))]
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    for row in rows:
+        click.echo(f"{row['id']}\t{row['name']}\t{','.join(row['permissions'])}\t"
+                   f"created {row['created_at']}\tlast used {row['last_used_at'] or 'never'}")
+
+
+@tokens.command("revoke")
+@click.option("--account", required=True)
+@click.argument("token_id")
+@pass_ctx
+@handle_errors
+def tokens_revoke(ctx: Ctx, account: str, token_id: str) -> None:
+    """Revoke a token by id: refused (401) from the next request on, on every worker."""
+    from transom.tokens import revoke_token
+
+    with ctx.db() as db:
+        row = revoke_token(db, account=directory.get_account(db, name=account), token_id=token_id, actor="cli")
+    click.echo(f"token '{row.name}' ({row.id}) revoked")
 
 
 @main.command("serve")

@@ -56,6 +56,10 @@ class ServerSettings(BaseSettings):
     #: SCIM and admin-API requests per token per window (500/10 s = 50/s, twice Entra's pace); 0: off
     api_rate_limit: int = Field(default=500, ge=0)
     api_rate_window_seconds: int = Field(default=10, ge=1, le=3600)
+    #: login activity (admin console): rows older than this are pruned...
+    login_activity_retention_days: int = Field(default=30, ge=1, le=3650)
+    #: ...and an account keeps at most this many (a flood of refused logins stays bounded)
+    login_activity_max_rows: int = Field(default=10_000, ge=10, le=1_000_000)
 
     @classmethod
     def settings_customise_sources(

@@ -34,6 +34,7 @@ from transom.models import (
     User,
 )
 from transom.security import hash_password, new_api_token, token_digest
+from transom.tokens import touch
 
 DEFAULT_SPACE_ROLES = ("Space Admin", "Space Developer", "Space Member")
 DEFAULT_ACCOUNT_ROLES = ("Account Admin", "Account Member")
@@ -373,8 +374,13 @@ def user_json(session: Session, *, user: User) -> dict[str, Any]:
 # -- API tokens -------------------------------------------------------------------------
 
 
-def create_token(session: Session, *, account: Account, permissions: list[str], name: str | None = None) -> str:
+def create_token(
+    session: Session, *, account: Account, permissions: list[str], name: str | None = None, actor: str = "cli"
+) -> str:
     unknown = set(permissions) - PERMISSIONS
+    name = " ".join((name or "token").split())
+    if len(name) > 200:
+        raise BadRequest("token name must be at most 200 characters")
     if unknown or not permissions:
         raise BadRequest(f"unknown permission(s): {', '.join(sorted(unknown)) or 'none given'}; "
                          f"known: {', '.join(sorted(PERMISSIONS))}")
@@ -388,7 +394,7 @@ def create_token(session: Session, *, account: Account, permissions: list[str], 
         )
     )
     session.flush()
-    audit.record(session, account_id=account.id, actor="cli", action="token.created",
+    audit.record(session, account_id=account.id, actor=actor, action="token.created",
                  details={"name": name or "token", "permissions": sorted(set(permissions))})
     return token
 
@@ -400,12 +406,13 @@ def authenticate_token(session: Session, *, token: str, permission: str) -> ApiT
     if row is None:
         raise Unauthorized("invalid API token")
     _check_permission(row.permissions, permission)
+    touch(session, token_id=row.id, last_used_at=row.last_used_at)
     return row
 
 
 #: built once: building the statement cost as much as running it
 _TOKEN_WITH_ACCOUNT = (
-    select(ApiToken.name, ApiToken.permissions, Account)
+    select(ApiToken.id, ApiToken.name, ApiToken.permissions, ApiToken.last_used_at, Account)
     .join(Account, Account.id == ApiToken.account_id)
     .where(ApiToken.token_hash == bindparam("digest"))
 )
@@ -418,6 +425,7 @@ def authenticate_account_token(session: Session, *, token: str, permission: str)
     if row is None:
         raise Unauthorized("invalid API token")
     _check_permission(row.permissions, permission)
+    touch(session, token_id=row.id, last_used_at=row.last_used_at)
     return row.name, row.Account
 
 

@@ -27,7 +27,7 @@ from sqlalchemy import event, select
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 
-from transom import audit, directory
+from transom import audit, directory, login_activity
 from transom.connector import Claims, Connector, GroupsState
 from transom.errors import ConfigError, Conflict, LoginRefused, TransomError
 from transom.groups import sync_user_groups
@@ -107,8 +107,11 @@ def complete_login(runtime: Runtime, verified: VerifiedLogin) -> LoginResult:
         del trace.notes[kept_notes:], trace.warnings[kept_warnings:]
         try:
             with runtime.db.transaction() as db:
+                changes = login_activity.watch_changes(db)
                 result = _login_transaction(db, connector=connector, claims=claims, groups=groups, trace=trace,
                                             session=session)
+                login_activity.record_success(db, runtime, connector=connector, payload=verified.payload,
+                                              result=result, changes=changes)
         except (IntegrityError, OperationalError) as exc:
             if not lost_race(exc):
                 raise

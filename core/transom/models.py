@@ -238,6 +238,40 @@ class AuditEvent(Base):
     details: Mapped[dict[str, Any] | None] = mapped_column()
 
 
+class LoginAttempt(Base):
+    """One SSO login attempt as the admin console's login activity shows it: outcome, the
+    refusal and its hint, warnings, what the IdP sent (verified claims or SAML attributes,
+    decoded; never a raw token, assertion or signature) and what the login changed. Kept for
+    a bounded time and row count per account (``server.login_activity_*``)."""
+
+    __tablename__ = "login_attempts"
+    __table_args__ = (
+        Index(None, "account_id", "at"),
+        Index(None, "account_id", "connector_id", "at"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    account_id: Mapped[str] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"))
+    at: Mapped[datetime] = mapped_column(default=utcnow)
+    connector_id: Mapped[str] = mapped_column(String(63))
+    protocol: Mapped[str] = mapped_column(String(8))
+    #: "success" or "refused"
+    outcome: Mapped[str] = mapped_column(String(10))
+    #: the Transom user the login reached, when it got that far
+    user_id: Mapped[str | None] = mapped_column(String(32))
+    #: who the IdP said it was (user name, email or subject), for refused logins too
+    user_label: Mapped[str | None] = mapped_column(String(320))
+    #: the error code, message and IdP-admin hint of a refusal
+    code: Mapped[str | None] = mapped_column(String(40))
+    reason: Mapped[str | None] = mapped_column(String(1000))
+    hint: Mapped[str | None] = mapped_column(String(1000))
+    warnings: Mapped[list[str] | None] = mapped_column(JSON)
+    #: {"claims": {...}} (OIDC) or {"name_id": ..., "attributes": {...}} (SAML), redacted
+    received: Mapped[dict[str, Any] | None] = mapped_column()
+    #: {"changes": [{"action", "details"}], "notes": [...]}
+    changes: Mapped[dict[str, Any] | None] = mapped_column()
+
+
 class LoginState(Base):
     """Server-side, single-use state of an SSO login in flight (OIDC state, nonce and PKCE
     verifier; SAML request id)."""

@@ -12,6 +12,7 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
+from transom import login_activity
 from transom.connector import Connector, OidcProvider
 from transom.errors import BadRequest, LoginRefused, NotFound, TransomError
 from transom.loginstate import consume_login_state
@@ -90,6 +91,7 @@ def verify_oidc(runtime: Runtime, params: CallbackParams, *, binding: str | None
     ``TransomError`` (``UpstreamError`` 502 when the IdP cannot be reached)."""
     pending = _consume_state(runtime, params, binding)
     connector = pending.connector
+    login_activity.saw(connector=connector)
     if params.error:
         description = f": {params.error_description}" if params.error_description else ""
         log.info("OIDC login refused by the IdP connector=%s error=%s", connector.id, params.error)
@@ -110,6 +112,7 @@ def verify_oidc(runtime: Runtime, params: CallbackParams, *, binding: str | None
     except TransomError as exc:
         log.info("OIDC login refused connector=%s reason=%s", connector.id, exc.hint or exc.message)
         raise
+    login_activity.saw(payload=payload)
     facts = ProtocolFacts(protocol="oidc", issuer=payload.get("iss"), subject=payload.get("sub"),
                           key_id=tokens.key_id)
     return verified_login(runtime, connector, payload, facts=facts, next_path=pending.next_path)

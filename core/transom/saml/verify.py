@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+from transom import login_activity
 from transom.connector import Connector
 from transom.runtime import Runtime
 from transom.saml.form import AcsForm
@@ -17,8 +18,10 @@ def verify_saml(runtime: Runtime, connector: Connector, form: AcsForm, *, bindin
     xmlsec runs); then the plugin's claims mapping, whose refusals must come before anything
     single-use is spent; then, in one short transaction, the replay cache and the login
     state named by the signed InResponseTo. Raises a 4xx ``TransomError`` on any failure."""
+    login_activity.saw(connector=connector)
     response = verify_saml_response(runtime, connector, form.saml_response)
     payload = response.payload
+    login_activity.saw(payload=payload)
     facts = ProtocolFacts(
         protocol="saml",
         issuer=payload.get("issuer"),

@@ -7,14 +7,14 @@ from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
-from fastapi import APIRouter, Depends, FastAPI
-from fastapi.responses import JSONResponse
+from fastapi import APIRouter, Depends, FastAPI, Request
+from fastapi.responses import JSONResponse, Response
 from sqlalchemy import text
 
 from transom.errors import ConfigError
 from transom.runtime import Runtime
 from transom.scim import router as scim_router
-from transom.web import account_routes, admin_routes, saml_routes, sso_routes
+from transom.web import account_routes, admin_api, admin_routes, console, saml_routes, sso_routes
 from transom.web.errors import install_error_handlers
 from transom.web.inputs import check_request_text
 from transom.web.limits import BodySizeLimit
@@ -51,9 +51,14 @@ def create_app(runtime: Runtime, *, extra_routers: Sequence[APIRouter] = ()) -> 
         return {"status": "ok", "database": "ok"}
 
     app.include_router(account_routes.router)
-    for router in (sso_routes.router, saml_routes.router, admin_routes.router, scim_router.router):
+    for router in (sso_routes.router, saml_routes.router, admin_routes.router, admin_api.router, console.router,
+                   scim_router.router):
         app.include_router(router)
     for router in extra_routers:
         app.include_router(router)
+    @app.exception_handler(console.SignInRequired)
+    async def _sign_in(_request: Request, exc: console.SignInRequired) -> Response:
+        return console.sign_in_redirect(exc.next_path)
+
     app.add_middleware(BodySizeLimit, max_bytes=runtime.config.server.max_request_bytes)
     return app

@@ -11,7 +11,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
-from transom import saml
+from transom import login_activity, saml
 from transom.errors import PayloadTooLarge
 from transom.login import complete_login
 from transom.loginstate import BINDING_COOKIE
@@ -52,8 +52,9 @@ async def assertion_consumer_service(connector_id: str, request: Request, runtim
 
 
 def _consume(runtime: Runtime, connector_id: str, form: saml.AcsForm, binding: str | None) -> Response:
-    verified = saml.verify_saml(runtime, saml.saml_connector(runtime, connector_id), form, binding=binding)
-    return session_redirect(runtime, complete_login(runtime, verified))
+    with login_activity.attempt(runtime):  # the console's login activity records a refusal
+        verified = saml.verify_saml(runtime, saml.saml_connector(runtime, connector_id), form, binding=binding)
+        return session_redirect(runtime, complete_login(runtime, verified))
 
 
 @router.get("/api/accounts/saml/{connector_id}/metadata")

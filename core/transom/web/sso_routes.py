@@ -11,6 +11,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import RedirectResponse, Response
 from starlette.concurrency import run_in_threadpool
 
+from transom import login_activity
 from transom.errors import BadRequest
 from transom.login import complete_login
 from transom.loginstate import BINDING_COOKIE, browser_binding
@@ -64,5 +65,6 @@ async def oidc_callback_post(request: Request, runtime: RuntimeDep) -> Response:
 
 
 def _callback(runtime: Runtime, params: CallbackParams, binding: str | None) -> Response:
-    verified = verify_oidc(runtime, params, binding=binding)
-    return session_redirect(runtime, complete_login(runtime, verified))
+    with login_activity.attempt(runtime):  # the console's login activity records a refusal
+        verified = verify_oidc(runtime, params, binding=binding)
+        return session_redirect(runtime, complete_login(runtime, verified))
