@@ -23,6 +23,8 @@ from transom.migrate import upgrade
 from transom.plugins import PluginHost, installed_plugins
 
 F = TypeVar("F", bound=Callable[..., Any])
+#: how long ``serve --workers N`` lets a worker take to answer the supervisor (see serve)
+WORKER_HEALTHCHECK_SECONDS = 60
 
 
 class Ctx:
@@ -398,8 +400,11 @@ def serve(ctx: Ctx, host: str, port: int, workers: int) -> None:
         fail('server.session_secret: not set; use session_secret = { env = "TRANSOM_SESSION_SECRET" }')
     if config.path is not None:
         os.environ["TRANSOM_CONFIG"] = str(config.path.resolve())
+    # uvicorn kills a worker that does not answer its supervisor's ping within the health-check
+    # timeout (5 s by default); importing the app with both SAML and OIDC stacks on a busy
+    # 2-core machine took longer, and workers were killed and restarted in a loop.
     uvicorn.run("transom.web.asgi:create", factory=True, host=host, port=port, workers=workers,
-                log_level=config.server.log_level.lower())
+                log_level=config.server.log_level.lower(), timeout_worker_healthcheck=WORKER_HEALTHCHECK_SECONDS)
 
 
 if __name__ == "__main__":
