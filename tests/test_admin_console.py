@@ -168,6 +168,8 @@ def test_user_page_membership_rules_and_deactivation(site: tuple[Runtime, dict[s
     with signed_in(runtime) as admin:
         page = html(admin, f"/admin/users/{ids['ada']}")
         assert "00uada" in page and "acme-okta" in page and 'id="group-sync-note"' in page
+        assert "owned by the IdP" in table(page, "user-groups")  # no Remove button for the mapped group
+        assert ">Dev (mapped)<" not in page and ">Local<" in page  # only unmapped groups are offered
         token = csrf_of(page)
         with runtime.db.transaction() as db:
             groups = {g.name: g.id for g in db.scalars(select(Group))}

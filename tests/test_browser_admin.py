@@ -29,10 +29,13 @@ def shot(browser: Any, name: str) -> None:
     if not folder:
         return
     Path(folder).mkdir(parents=True, exist_ok=True)
-    height = browser.execute_script("return document.documentElement.scrollHeight")
-    browser.set_window_size(1280, max(800, min(int(height) + 40, 4000)))
-    browser.save_screenshot(str(Path(folder) / f"admin-{name}.png"))
-    browser.set_window_size(1280, 900)
+    height = int(browser.execute_script("return document.documentElement.scrollHeight"))
+    browser.execute_cdp_cmd("Emulation.setDeviceMetricsOverride", {
+        "width": 1280, "height": max(800, min(height, 4000)), "deviceScaleFactor": 1, "mobile": False})
+    try:
+        browser.save_screenshot(str(Path(folder) / f"admin-{name}.png"))
+    finally:
+        browser.execute_cdp_cmd("Emulation.clearDeviceMetricsOverride", {})
 
 
 def by_id(browser: Any, element_id: str) -> Any:

@@ -13,8 +13,10 @@ setup sheets, the audit log).
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import urlencode
@@ -36,6 +38,8 @@ from transom.web.setup_sheet import build_sheet
 from transom.web.templates import templates
 
 router = APIRouter(prefix="/admin", include_in_schema=False)
+#: claims that are Unix times: the detail page shows them as dates too
+TIME_CLAIMS = frozenset({"exp", "iat", "nbf", "auth_time", "updated_at"})
 STATIC = Path(__file__).with_name("static")
 NAV = (
     ("users", "Users"), ("groups", "Groups"), ("spaces", "Spaces and roles"), ("tokens", "API tokens"),
@@ -159,7 +163,7 @@ def user_page(user_id: str, request: Request, runtime: RuntimeDep, db: DbSession
     attempts = login_activity.list_attempts(db, account_id=c.account.id, user_id=user.id, limit=10)
     return _page(c, "admin_user.html", "users", user=user, detail=detail, synced=synced,
                  groups_by_name={g.name: g for g in groups},
-                 addable=[g for g in groups if g.id not in member_of],
+                 addable=[g for g in groups if g.id not in member_of and not (synced and g.idp_identifier)],
                  attempts=[login_activity.attempt_json(a) for a in attempts])
 
 
@@ -439,3 +443,26 @@ def _kind_options(actions: list[str]) -> list[tuple[str, str]]:
         options.append((kind, f"{kind}: all"))
         options += [(a, f"  {a}") for a in actions if a.split(".")[0] == kind and a != kind]
     return options
+
+
+def when(value: object) -> str:
+    """"2026-12-01 21:59:02 UTC" from an ISO string or a datetime (naive ones are UTC)."""
+    if isinstance(value, str):
+        try:
+            value = datetime.fromisoformat(value)
+        except ValueError:
+            return str(value)
+    if not isinstance(value, datetime):
+        return "" if value is None else str(value)
+    return login_activity.aware(value).astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def claim_value(name: str, value: object) -> str:
+    """A claim as text; Unix times get their date beside them."""
+    if name in TIME_CLAIMS and isinstance(value, int) and not isinstance(value, bool):
+        return f"{value} ({when(datetime.fromtimestamp(value, UTC))})"
+    return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+
+
+templates.env.filters["when"] = when
+templates.env.globals["claim_value"] = claim_value
