@@ -256,6 +256,7 @@ def test_spaces_logins_connectors_and_audit_pages(site: tuple[Runtime, dict[str,
 
         audit = table(html(admin, "/admin/audit?kind=space"), "audit")
         assert "space.created" in audit and "group.member_added" not in audit
+        assert "admin@acme.example (console/API session)" in audit  # the actor, by name
         by_user = table(html(admin, "/admin/audit?user=ada@acme.example"), "audit")
         assert "group.member_added" in by_user and "space.created" not in by_user
         assert "no user &#39;nobody&#39; in this account" in html(admin, "/admin/audit?user=nobody")

@@ -428,8 +428,10 @@ def audit_page(
                                                              User.id == user_id)) is None:
             message = f"no user '{user}' in this account"
     events = [] if message else admin_service.audit_events(db, account=c.account, user_id=user_id, action=kind or None)
+    # users named by the events, as subject or as actor ("user:<id>": an admin in the console)
+    ids = {e.user_id for e in events if e.user_id} | {e.actor[5:] for e in events if e.actor.startswith("user:")}
     names = dict(db.execute(select(User.id, User.user_name).where(
-        User.account_id == c.account.id, User.id.in_({e.user_id for e in events if e.user_id}))).all())
+        User.account_id == c.account.id, User.id.in_(ids))).all())
     return _page(c, "admin_audit.html", "audit", events=[admin_service.audit_json(e) for e in events],
                  user=user or "", kind=kind or "",
                  kinds=_kind_options(admin_service.audit_kinds(db, account=c.account)),
@@ -464,5 +466,12 @@ def claim_value(name: str, value: object) -> str:
     return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
 
 
+def as_json(value: object) -> str:
+    """Audit details and change lists as compact JSON text (Jinja escapes it for HTML;
+    ``tojson`` would show apostrophes as \\u0027)."""
+    return json.dumps(value, ensure_ascii=False, sort_keys=True)
+
+
 templates.env.filters["when"] = when
+templates.env.filters["as_json"] = as_json
 templates.env.globals["claim_value"] = claim_value
