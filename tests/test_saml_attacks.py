@@ -12,7 +12,6 @@ import base64
 import copy
 import socket
 import threading
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -656,9 +655,7 @@ def test_xslt_transform_is_refused_before_xmlsec(env: Env, monkeypatch: pytest.M
     original = onelogin_utils.OneLogin_Saml2_Utils.validate_node_sign
     monkeypatch.setattr(onelogin_utils.OneLogin_Saml2_Utils, "validate_node_sign",
                         staticmethod(lambda *a, **k: verified.append(True) or original(*a, **k)))
-    started = time.perf_counter()
     body = env.refused(env.post(root), "saml.transform")
-    assert time.perf_counter() - started < 2
     assert "transform" in body["hint"]
     assert verified == []  # xmlsec never saw it
 
@@ -697,10 +694,9 @@ def test_billion_laughs_is_refused_quickly(env: Env) -> None:
     request = env.start()
     entities = '<!ENTITY l0 "lol">' + "".join(
         f'<!ENTITY l{i} "{f"&l{i - 1};" * 10}">' for i in range(1, 5))
-    started = time.perf_counter()
+    # refused by the parser's entity rules (no expansion): speed is measured in bench/, not here
     env.refused(env.post(_with_doctype(env.signed(request), f"<!DOCTYPE samlp:Response [{entities}]>",
                                        entity_in_name_id="&l4;")), "saml.xml")
-    assert time.perf_counter() - started < 1
 
 
 def test_external_dtd_is_never_fetched(env: Env) -> None:
@@ -807,7 +803,7 @@ def test_oversized_body_is_a_413(env: Env, size: int) -> None:
                                content=b"SAMLResponse=" + b"A" * size,
                                headers={"content-type": "application/x-www-form-urlencoded",
                                         "accept": "application/json"})
-    env.refused(response, None, status=413)
+    env.refused(response, "body_too_large", status=413)
 
 
 def test_oversized_body_without_content_length_is_a_413(generic: Env) -> None:
@@ -821,7 +817,7 @@ def test_oversized_body_without_content_length_is_a_413(generic: Env) -> None:
     response = generic.client.post("/api/accounts/saml/acme-saml/acs", content=chunks(),
                                    headers={"content-type": "application/x-www-form-urlencoded",
                                             "accept": "application/json"})
-    generic.refused(response, None, status=413)
+    generic.refused(response, "body_too_large", status=413)
 
 
 def test_html_refusal_page_for_browsers(env: Env) -> None:

@@ -75,6 +75,8 @@ class PreconditionFailed(TransomError):
 class PayloadTooLarge(TransomError):
     status = 413
     code = "too_large"
+    #: the same reason as the server-wide cap (web/limits.py), whichever cap refused first
+    reason = "body_too_large"
 
 
 class TooManyRequests(TransomError):
