@@ -1,11 +1,13 @@
-"""The ``transom`` command. Every command takes ``--config`` and exits non-zero with a
-one-line message on bad input."""
+"""The ``transom`` command. Every command and group takes ``--config`` (before or after the
+subcommand) and exits non-zero with a one-line message on bad input (docs/cli.md)."""
 
 from __future__ import annotations
 
 import importlib
+import inspect
 import json
 import os
+import signal
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -31,11 +33,13 @@ class Ctx:
     def __init__(self, config_path: str | None) -> None:
         self.config_path = config_path
         self._config: Config | None = None
+        #: serve and check-config need a real file: an empty host is never what was meant
+        self.require_file = False
 
     @property
     def config(self) -> Config:
         if self._config is None:
-            self._config = load_config(self.config_path)
+            self._config = load_config(self.config_path, require_file=self.require_file)
         return self._config
 
     def checked_config(self) -> tuple[Config, PluginHost]:
@@ -87,32 +91,112 @@ class _LazyGroup(click.Group):
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
         if cmd_name in self.lazy:
             command: click.Command = importlib.import_module(self.lazy[cmd_name]).command
-            return command
+            return with_config_option(command)
         return super().get_command(ctx, cmd_name)
 
 
-@click.group(cls=_LazyGroup)
-@click.option("--config", "config_path", envvar="TRANSOM_CONFIG", default=None,
-              help="TOML config file (default ./transom.toml)")
+CONFIG_HELP = "TOML config file (default: $TRANSOM_CONFIG, else ./transom.toml)"
+
+
+def _late_config(ctx: click.Context, _param: click.Parameter, value: str | None) -> None:
+    """``--config`` after the subcommand: the group's Ctx exists by then (click runs the
+    group before it parses the subcommand's arguments)."""
+    if value is not None:
+        obj = ctx.find_object(Ctx)
+        if obj is not None:
+            obj.config_path = value
+            obj._config = None
+
+
+def with_config_option(command: click.Command) -> click.Command:
+    """Give ``command`` (and, for a group, every subcommand) its own ``--config``."""
+    if not any(p.name == "late_config" for p in command.params):
+        command.params.append(click.Option(["--config", "late_config"], default=None, expose_value=False,
+                                           is_eager=True, callback=_late_config, help=CONFIG_HELP,
+                                           metavar="PATH"))
+    if isinstance(command, click.Group):
+        for sub in command.commands.values():
+            with_config_option(sub)
+    return command
+
+
+@click.group(cls=_LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--config", "config_path", envvar="TRANSOM_CONFIG", default=None, metavar="PATH", help=CONFIG_HELP)
+@click.version_option(package_name="transom", prog_name="transom", message="%(prog)s %(version)s")
 @click.pass_context
 def main(ctx: click.Context, config_path: str | None) -> None:
-    """Transom: single sign-on and SCIM provisioning host."""
+    """Transom: single sign-on and SCIM provisioning host.
+
+    Every command takes --config PATH, before or after the command name."""
     ctx.obj = Ctx(config_path)
 
 
 pass_ctx = click.make_pass_decorator(Ctx)
+account_option = click.option("--account", required=True, metavar="NAME", help="the account (tenant) by name")
+json_option = click.option("--json", "as_json", is_flag=True, help="print JSON instead of text")
+yes_option = click.option("--yes", is_flag=True, help="do not ask for confirmation")
+
+
+def _emit(data: Any, as_json: bool, text: Callable[[Any], str]) -> None:
+    click.echo(json.dumps(data, indent=2) if as_json else text(data))
+
+
+def _confirm(yes: bool, what: str) -> None:
+    if not yes and not click.confirm(f"delete {what}?", default=False, err=True):
+        fail("not deleted")
 
 
 @main.command("check-config")
+@click.option("--probe", is_flag=True, help="also fetch what each connector depends on (OIDC discovery and "
+              "JWKS, SAML metadata URL, Entra Graph app token) and report reachability, issuer, keys, "
+              "certificate expiry and clock skew")
+@click.option("--json", "as_json", is_flag=True, help="print the findings (and probes) as JSON")
+@click.option("--no-database", is_flag=True, help="skip the database check (accounts the connectors name)")
 @pass_ctx
-@handle_errors
-def check_config(ctx: Ctx) -> None:
-    """Validate the config and the plugins it enables."""
-    config, plugins = ctx.checked_config()
-    click.echo(
-        f"config ok: {len(config.connectors)} connector(s), types: "
-        f"{', '.join(sorted(plugins.types)) or 'none'}"
-    )
+def check_config(ctx: Ctx, probe: bool, as_json: bool, no_database: bool) -> None:
+    """Find everything serve (or a first login) would trip on: one line per problem naming
+    the connector and the key. Exits 1 on any error; warnings alone exit 0."""
+    from transom.checks import check_config as run_checks
+
+    report = run_checks(ctx.config_path, check_database=not no_database)
+    probes: list[Any] = []
+    if probe and report.config is not None and report.connectors:
+        probes = _probe(report.config, report.connectors)
+    failed_probes = [p for p in probes if not p.ok]
+    if as_json:
+        data = report.as_json()
+        if probe:
+            data["probes"] = [p.as_json() for p in probes]
+            data["ok"] = data["ok"] and not failed_probes
+        click.echo(json.dumps(data, indent=2))
+    else:
+        for finding in report.findings:
+            click.echo(finding.line(), err=finding.level == "error")
+        if probes:
+            from transom.probe import table
+
+            click.echo(table(probes))
+        if not report.errors:
+            click.echo(
+                f"config ok: {len(report.connectors)} connector(s), types: {', '.join(report.types) or 'none'}"
+                + (f", {len(report.warnings)} warning(s)" if report.warnings else "")
+            )
+        else:
+            # stdout: stderr holds exactly one line per error
+            click.echo(f"{len(report.errors)} error(s), {len(report.warnings)} warning(s)")
+    if report.errors or failed_probes:
+        sys.exit(1)
+
+
+def _probe(config: Config, connectors: dict[str, Any]) -> list[Any]:
+    from transom.idphttp import MeteredClient
+    from transom.plugins import PluginHost
+    from transom.probe import probe_all
+    from transom.runtime import HTTP_TIMEOUT
+
+    plugins = PluginHost.load({c.type for c in connectors.values()})
+    with MeteredClient(timeout=HTTP_TIMEOUT, follow_redirects=False) as http:
+        return probe_all(plugins, http, connectors.values(), clock_skew_seconds=config.server.clock_skew_seconds)
 
 
 @main.command("plugins")
@@ -160,6 +244,7 @@ def accounts() -> None:
 @pass_ctx
 @handle_errors
 def accounts_create(ctx: Ctx, name: str) -> None:
+    """Create an account with the default space and account roles."""
     with ctx.db() as db:
         account = directory.create_account(db, name=name)
     click.echo(f"account '{account.name}' created with the default roles")
@@ -171,11 +256,12 @@ def spaces() -> None:
 
 
 @spaces.command("create")
-@click.option("--account", required=True)
+@account_option
 @click.argument("name")
 @pass_ctx
 @handle_errors
 def spaces_create(ctx: Ctx, account: str, name: str) -> None:
+    """Create a space in an account."""
     with ctx.db() as db:
         space = directory.create_space(db, account=directory.get_account(db, name=account), name=name)
     click.echo(f"space '{space.name}' created")
@@ -187,10 +273,11 @@ def roles() -> None:
 
 
 @roles.command("list")
-@click.option("--account", required=True)
+@account_option
 @pass_ctx
 @handle_errors
 def roles_list(ctx: Ctx, account: str) -> None:
+    """List an account's space and account roles."""
     with ctx.db() as db:
         for role in directory.list_roles(db, account=directory.get_account(db, name=account)):
             click.echo(f"{role.scope}\t{role.name}")
@@ -202,12 +289,13 @@ def groups() -> None:
 
 
 @groups.command("create")
-@click.option("--account", required=True)
-@click.option("--idp-identifier", default=None)
+@account_option
+@click.option("--idp-identifier", default=None, help="the IdP's id for the group (Entra object id, Okta group)")
 @click.argument("name")
 @pass_ctx
 @handle_errors
 def groups_create(ctx: Ctx, account: str, idp_identifier: str | None, name: str) -> None:
+    """Create a group, optionally mapped to an IdP group."""
     with ctx.db() as db:
         group = directory.create_group(
             db, account=directory.get_account(db, name=account), name=name, idp_identifier=idp_identifier
@@ -216,12 +304,13 @@ def groups_create(ctx: Ctx, account: str, idp_identifier: str | None, name: str)
 
 
 @groups.command("set-idp-identifier")
-@click.option("--account", required=True)
+@account_option
 @click.argument("name")
 @click.argument("idp_identifier")
 @pass_ctx
 @handle_errors
 def groups_set_idp(ctx: Ctx, account: str, name: str, idp_identifier: str) -> None:
+    """Map a group to an IdP group id ('' unmaps it)."""
     with ctx.db() as db:
         acc = directory.get_account(db, name=account)
         group = directory.get_group(db, account=acc, name=name)
@@ -244,27 +333,29 @@ def _membership(ctx: Ctx, account: str, group_name: str, email: str, add: bool) 
 
 
 @groups.command("add-member")
-@click.option("--account", required=True)
+@account_option
 @click.argument("group")
 @click.argument("email")
 @pass_ctx
 @handle_errors
 def groups_add_member(ctx: Ctx, account: str, group: str, email: str) -> None:
+    """Add a user to a group (a manual membership unless group sync owns the user)."""
     click.echo(_membership(ctx, account, group, email, add=True))
 
 
 @groups.command("remove-member")
-@click.option("--account", required=True)
+@account_option
 @click.argument("group")
 @click.argument("email")
 @pass_ctx
 @handle_errors
 def groups_remove_member(ctx: Ctx, account: str, group: str, email: str) -> None:
+    """Remove a user from a group."""
     click.echo(_membership(ctx, account, group, email, add=False))
 
 
 @groups.command("members")
-@click.option("--account", required=True)
+@account_option
 @click.argument("group")
 @pass_ctx
 @handle_errors
@@ -283,13 +374,14 @@ def users() -> None:
 
 
 @users.command("create")
-@click.option("--account", required=True)
+@account_option
 @click.option("--password-stdin", is_flag=True, help="read the password from standard input")
-@click.option("--account-role", default=None)
+@click.option("--account-role", default=None, help="account role to give, e.g. 'Account Admin'")
 @click.argument("email")
 @pass_ctx
 @handle_errors
 def users_create(ctx: Ctx, account: str, password_stdin: bool, account_role: str | None, email: str) -> None:
+    """Create a user (a password user with --password-stdin, else an SSO-only user)."""
     password = None
     if password_stdin:
         password = sys.stdin.readline().rstrip("\r\n")
@@ -305,12 +397,13 @@ def users_create(ctx: Ctx, account: str, password_stdin: bool, account_role: str
 
 
 @users.command("show")
-@click.option("--account", required=True)
-@click.option("--json", "as_json", is_flag=True)
+@account_option
+@json_option
 @click.argument("email")
 @pass_ctx
 @handle_errors
 def users_show(ctx: Ctx, account: str, as_json: bool, email: str) -> None:
+    """Show a user with their spaces, roles and groups."""
     with ctx.db() as db:
         user = directory.get_user(db, account=directory.get_account(db, name=account), email_or_user_name=email)
         data = directory.user_json(db, user=user)
@@ -324,18 +417,203 @@ def users_show(ctx: Ctx, account: str, as_json: bool, email: str) -> None:
         click.echo(f"  group {g['name']} ({g['source']})")
 
 
+# -- list, show, delete -------------------------------------------------------------------
+
+
+def _account_line(a: dict[str, Any]) -> str:
+    return f"{a['name']}\tusers={a['users']} spaces={a['spaces']} groups={a['groups']} tokens={a['tokens']}"
+
+
+@accounts.command("list")
+@json_option
+@pass_ctx
+@handle_errors
+def accounts_list(ctx: Ctx, as_json: bool) -> None:
+    """List accounts with their numbers of users, spaces, groups and tokens."""
+    from transom import inventory
+
+    with ctx.db() as db:
+        data = inventory.list_accounts(db)
+    _emit(data, as_json, lambda rows: "\n".join(_account_line(a) for a in rows))
+
+
+@accounts.command("show")
+@json_option
+@click.argument("name")
+@pass_ctx
+@handle_errors
+def accounts_show(ctx: Ctx, as_json: bool, name: str) -> None:
+    """Show one account, and the configured connectors that log into it."""
+    from transom import inventory
+
+    with ctx.db() as db:
+        data = inventory.account_json(db, directory.get_account(db, name=name))
+    try:
+        data["connectors"] = sorted(e.id for e in ctx.config.connector_entries if e.account == name)
+    except TransomError:
+        data["connectors"] = []
+    _emit(data, as_json, lambda a: f"{_account_line(a)} id={a['id']}\n  connectors: "
+          f"{', '.join(a['connectors']) or '-'}")
+
+
+@accounts.command("delete")
+@yes_option
+@click.argument("name")
+@pass_ctx
+@handle_errors
+def accounts_delete(ctx: Ctx, yes: bool, name: str) -> None:
+    """Delete an account with all its users, spaces, groups, tokens and audit trail."""
+    from transom import inventory
+
+    _confirm(yes, f"account '{name}' and everything in it")
+    with ctx.db() as db:
+        inventory.delete_account(db, account=directory.get_account(db, name=name))
+    click.echo(f"account '{name}' deleted")
+
+
+@spaces.command("list")
+@account_option
+@json_option
+@pass_ctx
+@handle_errors
+def spaces_list(ctx: Ctx, account: str, as_json: bool) -> None:
+    """List an account's spaces with their member counts."""
+    from transom import inventory
+
+    with ctx.db() as db:
+        data = inventory.list_spaces(db, account=directory.get_account(db, name=account))
+    _emit(data, as_json, lambda rows: "\n".join(f"{r['name']}\tmembers={r['members']}" for r in rows))
+
+
+@spaces.command("show")
+@account_option
+@json_option
+@click.argument("name")
+@pass_ctx
+@handle_errors
+def spaces_show(ctx: Ctx, account: str, as_json: bool, name: str) -> None:
+    """Show one space."""
+    from transom import inventory
+
+    with ctx.db() as db:
+        acc = directory.get_account(db, name=account)
+        data = inventory.space_json(db, inventory.get_space(db, account=acc, name=name))
+    _emit(data, as_json, lambda r: f"{r['name']}\tmembers={r['members']} id={r['id']}")
+
+
+@spaces.command("delete")
+@account_option
+@yes_option
+@click.argument("name")
+@pass_ctx
+@handle_errors
+def spaces_delete(ctx: Ctx, account: str, yes: bool, name: str) -> None:
+    """Delete a space and its memberships."""
+    from transom import inventory
+
+    _confirm(yes, f"space '{name}' of account '{account}'")
+    with ctx.db() as db:
+        space = inventory.delete_space(db, account=directory.get_account(db, name=account), name=name, actor="cli")
+    click.echo(f"space '{space.name}' deleted")
+
+
+@users.command("list")
+@account_option
+@json_option
+@pass_ctx
+@handle_errors
+def users_list(ctx: Ctx, account: str, as_json: bool) -> None:
+    """List an account's users."""
+    from transom import inventory
+
+    with ctx.db() as db:
+        data = inventory.list_users(db, account=directory.get_account(db, name=account))
+    _emit(data, as_json, lambda rows: "\n".join(f"{r['user_name']}\t{r['status']}\t{r['id']}" for r in rows))
+
+
+@users.command("delete")
+@account_option
+@yes_option
+@click.argument("email")
+@pass_ctx
+@handle_errors
+def users_delete(ctx: Ctx, account: str, yes: bool, email: str) -> None:
+    """Delete a user with their memberships, identities and sessions."""
+    from transom import inventory
+
+    _confirm(yes, f"user '{email}' of account '{account}'")
+    with ctx.db() as db:
+        user = inventory.delete_user(db, account=directory.get_account(db, name=account), email_or_user_name=email,
+                                     actor="cli")
+    click.echo(f"user {user.user_name} deleted")
+
+
+@groups.command("list")
+@account_option
+@json_option
+@pass_ctx
+@handle_errors
+def groups_list(ctx: Ctx, account: str, as_json: bool) -> None:
+    """List an account's groups with their IdP identifiers and member counts."""
+    from transom import inventory
+
+    with ctx.db() as db:
+        data = inventory.list_groups(db, account=directory.get_account(db, name=account))
+    _emit(data, as_json, lambda rows: "\n".join(
+        f"{r['name']}\t{r['idp_identifier'] or '-'}\tmembers={r['members']}" for r in rows))
+
+
+@groups.command("show")
+@account_option
+@json_option
+@click.argument("name")
+@pass_ctx
+@handle_errors
+def groups_show(ctx: Ctx, account: str, as_json: bool, name: str) -> None:
+    """Show one group with its members and where each membership comes from."""
+    from transom import inventory
+
+    with ctx.db() as db:
+        acc = directory.get_account(db, name=account)
+        group = directory.get_group(db, account=acc, name=name)
+        data = inventory.group_json(db, group)
+        data["member_list"] = [{"user_name": u.user_name, "source": src}
+                               for u, src in directory.group_members(db, account=acc, group=group)]
+    _emit(data, as_json, lambda r: "\n".join(
+        [f"{r['name']}\t{r['idp_identifier'] or '-'}\tmembers={r['members']}",
+         *(f"  {m['user_name']}\t{m['source']}" for m in r["member_list"])]))
+
+
+@groups.command("delete")
+@account_option
+@yes_option
+@click.argument("name")
+@pass_ctx
+@handle_errors
+def groups_delete(ctx: Ctx, account: str, yes: bool, name: str) -> None:
+    """Delete a group and its memberships."""
+    from transom import inventory
+
+    _confirm(yes, f"group '{name}' of account '{account}'")
+    with ctx.db() as db:
+        group = inventory.delete_group(db, account=directory.get_account(db, name=account), name=name, actor="cli")
+    click.echo(f"group '{group.name}' deleted")
+
+
 @main.group("tokens")
 def tokens() -> None:
     """API tokens (stored hashed)."""
 
 
 @tokens.command("create")
-@click.option("--account", required=True)
-@click.option("--permission", "permissions", multiple=True, required=True)
-@click.option("--name", default=None)
+@account_option
+@click.option("--permission", "permissions", multiple=True, required=True,
+              help="manage-users (SCIM) or admin; repeat for several")
+@click.option("--name", default=None, help="a label to recognise the token by")
 @pass_ctx
 @handle_errors
 def tokens_create(ctx: Ctx, account: str, permissions: tuple[str, ...], name: str | None) -> None:
+    """Create an API token; it is printed once."""
     from transom.tokens import by_secret
 
     with ctx.db() as db:
@@ -348,8 +626,8 @@ def tokens_create(ctx: Ctx, account: str, permissions: tuple[str, ...], name: st
 
 
 @tokens.command("list")
-@click.option("--account", required=True)
-@click.option("--json", "as_json", is_flag=True)
+@account_option
+@json_option
 @pass_ctx
 @handle_errors
 def tokens_list(ctx: Ctx, account: str, as_json: bool) -> None:
@@ -367,7 +645,7 @@ def tokens_list(ctx: Ctx, account: str, as_json: bool) -> None:
 
 
 @tokens.command("revoke")
-@click.option("--account", required=True)
+@account_option
 @click.argument("token_id")
 @pass_ctx
 @handle_errors
@@ -381,30 +659,95 @@ def tokens_revoke(ctx: Ctx, account: str, token_id: str) -> None:
 
 
 @main.command("serve")
-@click.option("--host", default="127.0.0.1")
-@click.option("--port", default=8000, type=int)
-@click.option("--workers", default=1, type=int)
+@click.option("--host", default="127.0.0.1", show_default=True, help="interface to listen on (0.0.0.0: all)")
+@click.option("--port", default=8000, show_default=True, type=click.IntRange(1, 65535), help="TCP port")
+@click.option("--workers", default=1, show_default=True, type=click.IntRange(1, 64),
+              help="worker processes; metrics and sessions are shared between them")
+@click.option("--graceful-timeout", default=30, show_default=True, type=click.IntRange(0, 3600),
+              help="on SIGTERM/SIGINT, seconds to let requests in flight finish before closing them")
+@click.option("--proxy-headers/--no-proxy-headers", default=False, show_default=True,
+              help="trust X-Forwarded-For/-Proto from --forwarded-allow-ips (behind a reverse proxy)")
+@click.option("--forwarded-allow-ips", default="127.0.0.1", show_default=True,
+              help="comma-separated proxy addresses whose X-Forwarded-* headers are trusted")
 @pass_ctx
 @handle_errors
-def serve(ctx: Ctx, host: str, port: int, workers: int) -> None:
-    """Run the HTTP host; applies pending migrations first."""
+def serve(ctx: Ctx, host: str, port: int, workers: int, graceful_timeout: int, proxy_headers: bool,
+          forwarded_allow_ips: str) -> None:
+    """Run the HTTP host: applies pending migrations, prints a start-up summary, then serves
+    until SIGTERM, which stops accepting connections and lets requests in flight finish."""
     import uvicorn
 
-    config, _ = ctx.checked_config()
-    database = Database(config.server.database_url)
+    from transom import logs, metrics
+
+    # Before anything records a metric: the workers share their values through this directory.
+    metrics_dir, created = metrics.prepare_multiprocess_dir()
     try:
-        upgrade(database.engine)
+        ctx.require_file = True
+        config, _ = ctx.checked_config()
+        if config.server.session_secret is None:
+            fail('server.session_secret: not set; use session_secret = { env = "TRANSOM_SESSION_SECRET" }')
+        database = Database(config.server.database_url)
+        try:
+            upgrade(database.engine)
+        finally:
+            database.dispose()
+        if config.path is not None:
+            os.environ["TRANSOM_CONFIG"] = str(config.path.resolve())
+        log_config = logs.logging_config(config.server.log_level, config.server.log_format)
+        logs.configure(config.server.log_level, config.server.log_format)
+        # uvicorn drains on SIGTERM, then re-raises the signal to the handler it found: make
+        # that a normal exit, so the finally below still removes the metrics directory
+        signal.signal(signal.SIGTERM, _exit_after_drain)
+        signal.signal(signal.SIGINT, _exit_after_drain)
+        # stdout: stderr carries only log lines (all JSON under log_format = "json")
+        click.echo(startup_summary(config, host=host, port=port, workers=workers))
+        extra: dict[str, Any] = {}
+        if "timeout_worker_healthcheck" in inspect.signature(uvicorn.Config).parameters:
+            # uvicorn restarts a worker that does not answer its supervisor in time (5 s by
+            # default); a worker still importing on a loaded machine is not a hung one
+            extra["timeout_worker_healthcheck"] = 30
+        uvicorn.run("transom.web.asgi:create", factory=True, host=host, port=port, workers=workers,
+                    log_level=config.server.log_level.lower(), log_config=log_config,
+                    timeout_graceful_shutdown=graceful_timeout, proxy_headers=proxy_headers,
+                    forwarded_allow_ips=forwarded_allow_ips, **extra)
     finally:
-        database.dispose()
-    if config.server.session_secret is None:
-        fail('server.session_secret: not set; use session_secret = { env = "TRANSOM_SESSION_SECRET" }')
-    if config.path is not None:
-        os.environ["TRANSOM_CONFIG"] = str(config.path.resolve())
-    # uvicorn kills a worker that does not answer its supervisor's ping within the health-check
-    # timeout (5 s by default); importing the app with both SAML and OIDC stacks on a busy
-    # 2-core machine took longer, and workers were killed and restarted in a loop.
-    uvicorn.run("transom.web.asgi:create", factory=True, host=host, port=port, workers=workers,
-                log_level=config.server.log_level.lower(), timeout_worker_healthcheck=WORKER_HEALTHCHECK_SECONDS)
+        metrics.cleanup_multiprocess_dir(metrics_dir, created)
+
+
+def _exit_after_drain(_signum: int, _frame: Any) -> None:
+    raise SystemExit(0)
+
+
+def startup_summary(config: Config, *, host: str, port: int, workers: int) -> str:
+    from sqlalchemy.engine import make_url
+
+    server = config.server
+    connectors = ", ".join(f"{c.id} ({c.type}/{c.protocol}, account {c.account})"
+                           for c in config.connectors.values()) or "none"
+    lines = [
+        f"transom {_version()} serving {server.base_url} on {host}:{port} with {workers} worker(s)",
+        f"  config:     {config.path}",
+        f"  database:   {make_url(server.database_url).render_as_string(hide_password=True)}",
+        f"  connectors: {connectors}",
+        f"  logs:       {server.log_format}, level {server.log_level}",
+        "  metrics:    " + ("off" if not server.metrics_enabled else
+                            "/metrics" + (" (bearer token)" if server.metrics_token else " (open: restrict it at the "
+                                          "proxy, see docs/operations.md)")),
+    ]
+    return "\n".join(lines)
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("transom")
+    except PackageNotFoundError:
+        return "0"
+
+
+for _command in list(main.commands.values()):
+    with_config_option(_command)
 
 
 if __name__ == "__main__":

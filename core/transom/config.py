@@ -14,7 +14,7 @@ import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
@@ -25,6 +25,7 @@ from transom.errors import ConfigError
 DEFAULT_CONFIG_PATH = "transom.toml"
 _CONNECTOR_ID = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 #: values people paste from examples; a session secret must not be guessable
+LOG_LEVELS = ("critical", "error", "warning", "info", "debug", "trace")
 _WEAK_SECRETS = {"changeme", "change-me", "secret", "password", "transom", "dev", "test"}
 
 
@@ -45,6 +46,12 @@ class ServerSettings(BaseSettings):
     #: accepted clock skew for id_token and SAML time checks
     clock_skew_seconds: int = Field(default=120, ge=0, le=300)
     log_level: str = "INFO"
+    #: "text" (one human-readable line) or "json" (one JSON object per line), for every logger
+    log_format: Literal["text", "json"] = "text"
+    #: serve ``GET /metrics`` (Prometheus text format); docs/operations.md says how to restrict it
+    metrics_enabled: bool = True
+    #: when set, ``/metrics`` wants ``Authorization: Bearer <metrics_token>``
+    metrics_token: SecretStr | None = None
     #: mark the session cookie Secure; defaults to true when base_url is https
     secure_cookies: bool | None = None
     max_request_bytes: int = Field(default=256 * 1024, ge=1024)
@@ -79,6 +86,14 @@ class ServerSettings(BaseSettings):
         if not re.match(r"^https?://[^/\s]+(/[^\s]*)?$", value):
             raise ValueError("must be an absolute http(s) URL")
         return value.rstrip("/")
+
+    @field_validator("log_level")
+    @classmethod
+    def _log_level(cls, value: str) -> str:
+        # uvicorn looks the level up in its own table: anything else dies with a KeyError
+        if value.strip().lower() not in LOG_LEVELS:
+            raise ValueError(f"must be one of {', '.join(LOG_LEVELS)}")
+        return value.strip().upper()
 
     @field_validator("session_secret")
     @classmethod
@@ -200,18 +215,7 @@ def parse_config(raw: Mapping[str, Any], *, path: Path | None = None) -> Config:
     if not isinstance(connectors_raw, list):
         raise ConfigError("connectors: must be an array of tables ([[connectors]])")
     for index, item in enumerate(connectors_raw):
-        cid = item.get("id") if isinstance(item, dict) else None
-        label = f"connector '{cid}'" if cid else f"connectors[{index}]"
-        if not isinstance(item, dict):
-            raise ConfigError(f"{label}: must be a table")
-        resolved = {
-            k: (resolve_secret_refs(v, f"{label} {k}") if k in ("settings",) else v)
-            for k, v in item.items()
-        }
-        try:
-            entry = ConnectorEntry(**resolved)
-        except ValidationError as exc:
-            raise ConfigError(f"{label}: {_first_error(exc, '').lstrip('.')}") from exc
+        entry = parse_connector_entry(index, item)
         if entry.id in seen:
             raise ConfigError(f"connector '{entry.id}': duplicate connector id")
         seen.add(entry.id)
@@ -219,42 +223,62 @@ def parse_config(raw: Mapping[str, Any], *, path: Path | None = None) -> Config:
     return Config(server=server, connector_entries=entries, path=path)
 
 
+def parse_connector_entry(index: int, item: Any) -> ConnectorEntry:
+    """One ``[[connectors]]`` table, its secret references resolved."""
+    cid = item.get("id") if isinstance(item, dict) else None
+    label = f"connector '{cid}'" if cid else f"connectors[{index}]"
+    if not isinstance(item, dict):
+        raise ConfigError(f"{label}: must be a table")
+    resolved = {
+        k: (resolve_secret_refs(v, f"{label} {k}") if k in ("settings",) else v)
+        for k, v in item.items()
+    }
+    try:
+        return ConnectorEntry(**resolved)
+    except ValidationError as exc:
+        raise ConfigError(f"{label}: {_first_error(exc, '').lstrip('.')}") from exc
+
+
 def bind_connectors(config: Config, types: Mapping[str, Any]) -> dict[str, Connector]:
     """Validate each connector's settings with its type's settings model.
 
     ``types`` maps type name to :class:`~transom.connector.ConnectorType`.
     """
-    connectors: dict[str, Connector] = {}
-    for entry in config.connector_entries:
-        ct = types.get(entry.type)
-        if ct is None:
-            raise ConfigError(
-                f"connector '{entry.id}': type '{entry.type}' is not provided by any loaded plugin"
-            )
-        try:
-            settings = ct.settings_model(**entry.settings)
-        except ValidationError as exc:
-            raise ConfigError(
-                f"connector '{entry.id}': {_first_error(exc, 'settings')}"
-            ) from exc
-        except ValueError as exc:
-            raise ConfigError(f"connector '{entry.id}': settings: {exc}") from exc
-        protocol = getattr(settings, "protocol", None) or ct.protocols[0]
-        if protocol not in ct.protocols:
-            raise ConfigError(
-                f"connector '{entry.id}': settings.protocol: type '{entry.type}' does not speak "
-                f"{protocol}"
-            )
-        connectors[entry.id] = Connector(
-            id=entry.id,
-            type=entry.type,
-            account=entry.account,
-            name=entry.name or ct.default_button_label,
-            email_domains=tuple(entry.email_domains),
-            settings=settings,
-            provisioning=entry.provisioning,
-            protocol=protocol,
-            capabilities=ct.capabilities_of(settings),
-        )
+    connectors = {entry.id: bind_connector(entry, types) for entry in config.connector_entries}
     config.connectors = connectors
     return connectors
+
+
+def bind_connector(entry: ConnectorEntry, types: Mapping[str, Any]) -> Connector:
+    """One connector: its type must be loaded and its settings valid (``check-config`` calls
+    this per connector so that it reports every broken connector, not only the first)."""
+    ct = types.get(entry.type)
+    if ct is None:
+        raise ConfigError(
+            f"connector '{entry.id}': type '{entry.type}' is not provided by any loaded plugin"
+        )
+    try:
+        settings = ct.settings_model(**entry.settings)
+    except ValidationError as exc:
+        raise ConfigError(
+            f"connector '{entry.id}': {_first_error(exc, 'settings')}"
+        ) from exc
+    except ValueError as exc:
+        raise ConfigError(f"connector '{entry.id}': settings: {exc}") from exc
+    protocol = getattr(settings, "protocol", None) or ct.protocols[0]
+    if protocol not in ct.protocols:
+        raise ConfigError(
+            f"connector '{entry.id}': settings.protocol: type '{entry.type}' does not speak "
+            f"{protocol}"
+        )
+    return Connector(
+        id=entry.id,
+        type=entry.type,
+        account=entry.account,
+        name=entry.name or ct.default_button_label,
+        email_domains=tuple(entry.email_domains),
+        settings=settings,
+        provisioning=entry.provisioning,
+        protocol=protocol,
+        capabilities=ct.capabilities_of(settings),
+    )

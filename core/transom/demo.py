@@ -280,9 +280,25 @@ Transom demo: {site.base_url}/login
 """
 
 
+def _check_port_free(host: str, port: int) -> None:
+    """Before the banner: a taken port would otherwise fail after the demo users were shown."""
+    import socket
+
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError as exc:
+            raise click.ClickException(
+                f"cannot listen on {host}:{port} ({exc.strerror}); is another server running? "
+                f"Try: transom demo --port {port + 1 if port < 65535 else 8001}"
+            ) from None
+
+
 @click.command("demo")
 @click.option("--host", default="127.0.0.1", show_default=True, help="interface to listen on")
-@click.option("--port", default=8000, show_default=True, type=int)
+@click.option("--port", default=8000, show_default=True, type=click.IntRange(1, 65535), help="TCP port")
 @click.option("--data-dir", default="transom-demo", show_default=True,
               type=click.Path(file_okay=False, path_type=Path), help="where the SQLite file lives")
 @click.option("--base-url", default=None, help="public URL, when not http://HOST:PORT")
@@ -291,7 +307,10 @@ def command(host: str, port: int, data_dir: Path, base_url: str | None) -> None:
     local SQLite file; prints the URL and the demo users. Ignores --config."""
     import uvicorn
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    _check_port_free(host, port)
+    from transom import logs
+
+    logs.configure("INFO", "text")
     if not _is_loopback(host):
         click.echo(f"warning: listening on {host}: anyone who can reach it can sign in through the "
                    "development IdP", err=True)
@@ -306,6 +325,6 @@ def command(host: str, port: int, data_dir: Path, base_url: str | None) -> None:
         raise click.ClickException(f"{type(exc).__name__}: {exc}".splitlines()[0]) from exc
     click.echo(welcome_text(site, database_path=database_path))
     try:
-        uvicorn.run(site.app, host=host, port=port, log_level="info")
+        uvicorn.run(site.app, host=host, port=port, log_level="info", log_config=logs.logging_config("INFO", "text"))
     finally:
         site.runtime.close()

@@ -18,9 +18,10 @@ from typing import Any
 import httpx
 import pluggy
 
-from transom import hookspecs
+from transom import hookspecs, metrics
 from transom.connector import Claims, Connector, ConnectorType, OidcProvider, SamlIdp
 from transom.errors import ConfigError, ConnectorError, TransomError
+from transom.observe import note_connector
 
 log = logging.getLogger("transom.plugins")
 
@@ -83,7 +84,9 @@ class _FailClosed:
                 + (f" for connector '{connector.id}'" if connector else "")
             ) from exc
         finally:
-            log.debug("hook %s took %.2f ms %s", hook, (time.perf_counter() - started) * 1e3, where)
+            elapsed = time.perf_counter() - started
+            metrics.hook(hook, connector.type if connector else "", elapsed)
+            log.debug("hook %s took %.2f ms %s", hook, elapsed * 1e3, where)
         return result
 
     @hookspecs.hookimpl(wrapper=True, specname="transom_connector_type")
@@ -230,6 +233,7 @@ class PluginHost:
     # -- typed hook calls ---------------------------------------------------------------
 
     def oidc_provider(self, connector: Connector) -> OidcProvider:
+        note_connector(connector)
         result = self._caller("transom_oidc_provider", connector.type)(connector=connector)
         if not isinstance(result, OidcProvider):
             raise ConnectorError(
@@ -238,6 +242,7 @@ class PluginHost:
         return result
 
     def saml_idp(self, connector: Connector) -> SamlIdp:
+        note_connector(connector)
         result = self._caller("transom_saml_idp", connector.type)(connector=connector)
         if not isinstance(result, SamlIdp):
             raise ConnectorError(
@@ -254,6 +259,7 @@ class PluginHost:
     def lookup_group_ids(
         self, connector: Connector, claims: Claims, payload: Mapping[str, Any], http: httpx.Client
     ) -> list[str] | None:
+        note_connector(connector)
         result = self._caller("transom_lookup_group_ids", connector.type)(
             connector=connector, claims=claims, payload=payload, http=http
         )

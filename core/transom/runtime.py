@@ -11,6 +11,8 @@ from transom.config import Config, bind_connectors
 from transom.connector import Connector
 from transom.db import Database
 from transom.errors import ConfigError, NotFound
+from transom.idphttp import MeteredClient
+from transom.observe import note_connector
 from transom.oidc.discovery import DiscoveryCache
 from transom.oidc.jwks import JwksCache
 from transom.plugins import PluginHost
@@ -50,13 +52,14 @@ class Runtime:
         assert_crypto_backend()
         plugins = PluginHost.load(config.enabled_types, extra_plugins=extra_plugins)
         bind_connectors(config, plugins.types)
-        client = http or httpx.Client(timeout=HTTP_TIMEOUT, follow_redirects=False)
+        client = http or MeteredClient(timeout=HTTP_TIMEOUT, follow_redirects=False)
         return cls(config=config, plugins=plugins, db=Database(config.server.database_url), http=client)
 
     def connector(self, connector_id: str) -> Connector:
         connector = self.config.connectors.get(connector_id)
         if connector is None:
             raise NotFound(f"no connector '{connector_id}' is configured")
+        note_connector(connector)
         return connector
 
     def connectors_of_account(self, account_name: str) -> list[Connector]:

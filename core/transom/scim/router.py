@@ -23,6 +23,7 @@ from transom import throttle
 from transom.db import unavailable_error
 from transom.directory import authenticate_account_token
 from transom.errors import Forbidden, NotFound, NotImplementedByHost, TransomError, Unauthorized
+from transom.observe import refused
 from transom.runtime import Runtime
 from transom.scim import discovery, service
 from transom.scim.body import check_scim_text, parse_json_object
@@ -90,7 +91,8 @@ async def _handle(request: Request, work: Work, *, with_body: bool = False) -> R
     try:
         raw = await request.body() if with_body else b""
         return await run_in_threadpool(_in_transaction, request, work, raw if with_body else None)
-    except Unauthorized:
+    except Unauthorized as exc:
+        refused(method=request.method, path=request.url.path, status=401, code=exc.code, reason=exc.message)
         return scim_error(401, AUTH_DETAIL)
     except TransomError as exc:
         return _transom_error(request, exc)
@@ -106,8 +108,8 @@ async def _handle(request: Request, work: Work, *, with_body: bool = False) -> R
 
 
 def _transom_error(request: Request, exc: TransomError) -> Response:
-    if exc.status >= 500 and exc.status not in (501, 503):  # 503 is logged where it is classified
-        log.warning("SCIM %s %s -> %s %s", request.method, request.url.path, exc.status, exc.message)
+    refused(method=request.method, path=request.url.path, status=exc.status, code=exc.reason or exc.code,
+            reason=exc.message)
     return scim_error(exc.status, exc.message, exc.code, reason=exc.reason, retry_after=exc.retry_after)
 
 

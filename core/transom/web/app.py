@@ -14,10 +14,12 @@ from sqlalchemy import text
 from transom.errors import ConfigError
 from transom.runtime import Runtime
 from transom.scim import router as scim_router
-from transom.web import account_routes, admin_api, admin_routes, console, saml_routes, sso_routes
+from transom.web import account_routes, admin_api, admin_routes, console, ops_routes, saml_routes, sso_routes
 from transom.web.errors import install_error_handlers
 from transom.web.inputs import check_request_text
 from transom.web.limits import BodySizeLimit
+from transom.web.observe import RequestObserver
+from transom.web.openapi import install_openapi
 
 log = logging.getLogger("transom.web")
 
@@ -36,7 +38,9 @@ def create_app(runtime: Runtime, *, extra_routers: Sequence[APIRouter] = ()) -> 
         yield
 
     # the input policy runs before every endpoint and its other dependencies (docs/security.md)
-    app = FastAPI(title="Transom", version="0.1.0", lifespan=lifespan, dependencies=[Depends(check_request_text)])
+    # /docs is served below from local assets; ReDoc would load its script from a CDN
+    app = FastAPI(title="Transom", version=_version(), lifespan=lifespan, docs_url=None, redoc_url=None,
+                  dependencies=[Depends(check_request_text)])
     app.state.runtime = runtime
     install_error_handlers(app)
 
@@ -52,7 +56,7 @@ def create_app(runtime: Runtime, *, extra_routers: Sequence[APIRouter] = ()) -> 
 
     app.include_router(account_routes.router)
     for router in (sso_routes.router, saml_routes.router, admin_routes.router, admin_api.router, console.router,
-                   scim_router.router):
+                   scim_router.router, ops_routes.router):
         app.include_router(router)
     for router in extra_routers:
         app.include_router(router)
@@ -60,5 +64,18 @@ def create_app(runtime: Runtime, *, extra_routers: Sequence[APIRouter] = ()) -> 
     async def _sign_in(_request: Request, exc: console.SignInRequired) -> Response:
         return console.sign_in_redirect(exc.next_path)
 
+    ops_routes.install_docs(app)
+    install_openapi(app)
     app.add_middleware(BodySizeLimit, max_bytes=runtime.config.server.max_request_bytes)
+    # added last, so outermost: the request id is set before anything else runs
+    app.add_middleware(RequestObserver)
     return app
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("transom")
+    except PackageNotFoundError:
+        return "0"

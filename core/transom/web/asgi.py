@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import logging
-
 from fastapi import FastAPI
 
+from transom import logs
 from transom.config import load_config
 from transom.runtime import Runtime
 from transom.web.app import create_app
@@ -13,5 +12,6 @@ from transom.web.app import create_app
 
 def create() -> FastAPI:
     config = load_config()
-    logging.basicConfig(level=config.server.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    # serve configured logging already; an external ``uvicorn ... --factory`` gets the same format
+    logs.configure(config.server.log_level, config.server.log_format)
     return create_app(Runtime.build(config))

@@ -16,6 +16,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from transom.db import unavailable_error
 from transom.errors import TransomError, Unauthorized
+from transom.observe import current_request_id, refused
 from transom.scim.errors import error_body
 from transom.web.templates import templates
 
@@ -39,6 +40,9 @@ def error_response(request: Request, *, status: int, code: str, message: str, hi
         headers["WWW-Authenticate"] = "Bearer"
     if retry_after is not None:
         headers["Retry-After"] = str(retry_after)
+    request_id = current_request_id()
+    if request_id:
+        headers["X-Request-ID"] = request_id
     if request.url.path.startswith(SCIM_PREFIX):
         if status == 401:
             headers["WWW-Authenticate"] = 'Bearer realm="transom-scim"'
@@ -49,7 +53,7 @@ def error_response(request: Request, *, status: int, code: str, message: str, hi
             request,
             "error.html",
             # code and UTC time let an IdP admin find the matching log line
-            {"status": status, "message": message, "hint": hint, "code": reason or code,
+            {"status": status, "message": message, "hint": hint, "code": reason or code, "request_id": request_id,
              "when": datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")},
             status_code=status,
             headers=headers,
@@ -70,14 +74,16 @@ def transom_error_response(request: Request, exc: TransomError) -> Response:
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(TransomError)
     async def _transom(request: Request, exc: TransomError) -> Response:
-        if exc.status >= 500:
-            log.warning("%s %s -> %s %s", request.method, request.url.path, exc.status, exc.message)
+        refused(method=request.method, path=request.url.path, status=exc.status, code=exc.reason or exc.code,
+                reason=f"{exc.message} | hint: {exc.hint}" if exc.hint else exc.message)
         return transom_error_response(request, exc)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> Response:
         first = exc.errors()[0] if exc.errors() else {}
         where = ".".join(str(p) for p in first.get("loc", ()))
+        refused(method=request.method, path=request.url.path, status=400, code="bad_request",
+                reason=f"invalid request: {where}: {first.get('msg', '')}")
         return error_response(
             request, status=400, code="bad_request", message=f"invalid request: {where}: {first.get('msg', '')}",
             hint=None,
@@ -85,6 +91,9 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> Response:
+        if exc.status_code != 404:  # unknown URLs are the access line's business
+            refused(method=request.method, path=request.url.path, status=exc.status_code, code="http_error",
+                    reason=str(exc.detail))
         return error_response(request, status=exc.status_code, code="http_error", message=str(exc.detail), hint=None)
 
     @app.exception_handler(SQLAlchemyError)
