@@ -88,8 +88,8 @@ def _confirmation(root: Any) -> Any:
 
 @pytest.mark.parametrize("late", [30, 60, 110])
 def test_conditions_expired_inside_the_skew_is_accepted(env: Env, late: int) -> None:
-    now = datetime.now(UTC)
     request = env.start()
+    now = datetime.now(UTC)  # after the login start: only signing and posting eat into the margin
     env.accepted(env.post(env.signed(request, now=now - timedelta(seconds=late + 60),
                                      not_on_or_after=now - timedelta(seconds=late),
                                      scd_not_on_or_after=now + timedelta(seconds=300))))
@@ -99,8 +99,8 @@ def test_conditions_expired_inside_the_skew_is_accepted(env: Env, late: int) -> 
 def test_subject_confirmation_expired_inside_the_skew_is_accepted(env: Env, late: int) -> None:
     """python3-saml compares the bearer NotOnOrAfter with no drift at all; docs/saml.md
     promises the configured skew for every time."""
-    now = datetime.now(UTC)
     request = env.start()
+    now = datetime.now(UTC)  # after the login start: only signing and posting eat into the margin
     env.accepted(env.post(env.signed(request, scd_not_on_or_after=now - timedelta(seconds=late))))
 
 
