@@ -705,7 +705,7 @@ def serve(ctx: Ctx, host: str, port: int, workers: int, graceful_timeout: int, p
         if "timeout_worker_healthcheck" in inspect.signature(uvicorn.Config).parameters:
             # uvicorn restarts a worker that does not answer its supervisor in time (5 s by
             # default); a worker still importing on a loaded machine is not a hung one
-            extra["timeout_worker_healthcheck"] = 30
+            extra["timeout_worker_healthcheck"] = WORKER_HEALTHCHECK_SECONDS
         uvicorn.run("transom.web.asgi:create", factory=True, host=host, port=port, workers=workers,
                     log_level=config.server.log_level.lower(), log_config=log_config,
                     timeout_graceful_shutdown=graceful_timeout, proxy_headers=proxy_headers,
