@@ -14,7 +14,7 @@ from transom import admin_service, audit, directory, login_activity, tokens
 from transom.errors import NotFound
 from transom.models import Account
 from transom.web.admin_routes import ERRORS, ErrorOut, GroupOut, _account, _group_out
-from transom.web.deps import AdminAuth, DbSession
+from transom.web.deps import AdminAuth, DbSession, RowId
 
 router = APIRouter(prefix="/api/admin", tags=["admin"])
 
@@ -107,7 +107,7 @@ def list_logins(
 
 @router.get("/logins/{attempt_id}", response_model=LoginDetailOut, responses=ERRORS,
             summary="One login attempt with what the IdP sent and what it changed")
-def get_login(attempt_id: int, db: DbSession, principal: AdminAuth) -> dict[str, Any]:
+def get_login(attempt_id: RowId, db: DbSession, principal: AdminAuth) -> dict[str, Any]:
     account = _account(db, principal)
     row = login_activity.get_attempt(db, account_id=account.id, attempt_id=attempt_id)
     if row is None:

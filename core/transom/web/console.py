@@ -33,7 +33,7 @@ from transom.groups import user_is_group_synced
 from transom.models import Account, Group, GroupMembership, User
 from transom.sessions import COOKIE_NAME, session_user
 from transom.web.csrf import check_csrf, clear_flash, csrf_token, pop_flash, set_flash
-from transom.web.deps import DbSession, RuntimeDep, session_secret
+from transom.web.deps import DbSession, RowId, RuntimeDep, session_secret
 from transom.web.setup_sheet import build_sheet
 from transom.web.templates import templates
 
@@ -379,7 +379,7 @@ def logins_page(
 
 
 @router.get("/logins/{attempt_id}")
-def login_page(attempt_id: int, request: Request, runtime: RuntimeDep, db: DbSession) -> Response:
+def login_page(attempt_id: RowId, request: Request, runtime: RuntimeDep, db: DbSession) -> Response:
     c = _console(request, runtime, db)
     row = login_activity.get_attempt(db, account_id=c.account.id, attempt_id=attempt_id)
     if row is None:

@@ -6,7 +6,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends, Path, Request
 from sqlalchemy.orm import Session
 
 from transom import throttle
@@ -23,6 +23,10 @@ def get_runtime(request: Request) -> Runtime:
 
 
 RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
+
+#: an integer row id in a path: bounded to a 64-bit key, so an oversized number is a 400
+#: (validation), never an OverflowError from the database driver
+RowId = Annotated[int, Path(ge=1, le=2**63 - 1)]
 
 
 def get_db(runtime: RuntimeDep) -> Iterator[Session]:
