@@ -47,3 +47,11 @@ def printable(value: Any, limit: int = 120) -> str:
     text = value if isinstance(value, str) else json.dumps(value, default=str)
     text = "".join(ch for ch in text if ch.isprintable())
     return text if len(text) <= limit else text[:limit] + "..."
+
+
+def cache_ttl(cache_control: str, *, default: float, low: float, high: float) -> float:
+    """How long to keep an IdP document: its ``Cache-Control: max-age``, else ``default``,
+    clamped to ``[low, high]`` (shared by the JWKS and discovery caches)."""
+    match = re.search(r"max-age\s*=\s*(\d+)", cache_control)
+    ttl = float(match.group(1)) if match else default
+    return min(max(ttl, low), high)

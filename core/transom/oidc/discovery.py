@@ -21,7 +21,6 @@ import dataclasses
 import json
 import logging
 import math
-import re
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -34,7 +33,7 @@ import httpx
 from transom.connector import OidcProvider
 from transom.errors import ConfigError, UpstreamError
 from transom.oidc.algorithms import ALLOWED_ALGORITHMS, DEFAULT_ALGORITHMS, allowed
-from transom.oidc.common import UnknownSigningKey
+from transom.oidc.common import UnknownSigningKey, cache_ttl
 from transom.oidc.idtoken import verify_id_token
 from transom.oidc.jwks import JwksCache
 
@@ -179,9 +178,7 @@ class DiscoveryCache:
         return _parse(document, fail), self._ttl(cache_control)
 
     def _ttl(self, cache_control: str) -> float:
-        match = re.search(r"max-age\s*=\s*(\d+)", cache_control)
-        ttl = float(match.group(1)) if match else self.default_ttl
-        return min(max(ttl, self.min_ttl), self.max_ttl)
+        return cache_ttl(cache_control, default=self.default_ttl, low=self.min_ttl, high=self.max_ttl)
 
 
 def _url(value: Any) -> str | None:

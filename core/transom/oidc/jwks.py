@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import re
 import threading
 import time
 from collections.abc import Callable
@@ -16,7 +15,7 @@ import httpx
 
 from transom.errors import UpstreamError
 from transom.oidc.algorithms import PublicJwk, Verifier, parse_jwk
-from transom.oidc.common import KID_MAX, TOKEN_REFUSED, UnknownSigningKey, printable, token_refused
+from transom.oidc.common import KID_MAX, TOKEN_REFUSED, UnknownSigningKey, cache_ttl, printable, token_refused
 
 log = logging.getLogger("transom.oidc")
 
@@ -227,6 +226,4 @@ class JwksCache:
         return keys
 
     def _ttl(self, cache_control: str) -> float:
-        match = re.search(r"max-age\s*=\s*(\d+)", cache_control)
-        ttl = float(match.group(1)) if match else self.default_ttl
-        return min(max(ttl, self.min_ttl), self.max_ttl)
+        return cache_ttl(cache_control, default=self.default_ttl, low=self.min_ttl, high=self.max_ttl)
