@@ -358,7 +358,7 @@ def test_replay_is_refused_by_the_cache_lookup(env: Env, caplog: pytest.LogCaptu
     encoded = encode(env.signed(request))
     env.accepted(post_response(env.client, env.connector_id, encoded))
     caplog.clear()
-    with caplog.at_level("WARNING", logger="transom.saml"):
+    with caplog.at_level("INFO", logger="transom.refusal"):
         again = post_response(env.client, env.connector_id, encoded)
     assert again.status_code == 400 and again.json()["reason"] == "saml.replay"
-    assert "SAML assertion replay refused" in caplog.text
+    assert "code=saml.replay" in caplog.text

@@ -44,7 +44,7 @@ def test_password_attempts_per_account_and_email(make_runtime: Any, caplog: pyte
     tenants = make_tenants(make_runtime, server={"password_attempts_per_user": 3,
                                                  "password_throttle_window_seconds": HOUR})
     _seed(tenants.runtime, "ada@acme.example", "bob@acme.example")
-    caplog.set_level(logging.INFO, logger="transom.throttle")
+    caplog.set_level(logging.INFO, logger="transom.refusal")
     with _client(tenants.runtime) as client:
         assert [_login(client, "ada@acme.example", "wrong").status_code for _ in range(3)] == [400, 400, 400]
         # the fourth attempt is refused before the password is looked at, even the right one
@@ -55,10 +55,11 @@ def test_password_attempts_per_account_and_email(make_runtime: Any, caplog: pyte
         assert "session" not in throttled.headers.get("set-cookie", "")
         # another user of the same account, from the same address, is not affected
         assert _login(client, "bob@acme.example", PASSWORD).status_code == 303
-    lines = [r.getMessage() for r in caplog.records if r.name == "transom.throttle"]
-    assert len(lines) == 1
-    assert "account=acme address=203.0.113.7 reason=throttled_user attempts=4" in lines[0]
-    assert "ada" not in lines[0] and PASSWORD not in lines[0]
+    # the throttled attempt's one refusal line, a WARNING with account, address and count
+    lines = [r for r in caplog.records if r.name == "transom.refusal" and "status=429" in r.getMessage()]
+    assert len(lines) == 1 and lines[0].levelno == logging.WARNING
+    assert "code=throttled_user detail=account=acme address=203.0.113.7 attempts=4" in lines[0].getMessage()
+    assert "ada" not in lines[0].getMessage() and PASSWORD not in lines[0].getMessage()
 
 
 def test_password_attempts_per_client_address_across_accounts(make_runtime: Any) -> None:
@@ -97,7 +98,7 @@ def test_scim_and_admin_api_rate_limit_per_token(make_runtime: Any, caplog: pyte
     with tenants.runtime.db.transaction() as db:
         admin = directory.create_token(db, account=directory.get_account(db, name="acme"), permissions=["admin"],
                                        name="admin")
-    caplog.set_level(logging.INFO, logger="transom.throttle")
+    caplog.set_level(logging.INFO, logger="transom.refusal")
     with client_for(tenants.runtime) as one, client_for(second) as two:
         codes = [c.get(f"{SCIM}/Users", headers=auth(tenants.token)).status_code for c in (one, two, one, two, one)]
         assert codes == [200] * 5
@@ -118,8 +119,10 @@ def test_scim_and_admin_api_rate_limit_per_token(make_runtime: Any, caplog: pyte
         refused = two.get("/api/admin/groups", headers=admin_headers)
         assert (refused.status_code, refused.json()["reason"]) == (429, "throttled_token")
         assert refused.headers["retry-after"]
-    lines = [r.getMessage() for r in caplog.records if r.name == "transom.throttle"]
-    assert len(lines) == 2  # once per token and window, not per refused request
+    # one refusal line per refused request; the first of each token's window says so
+    lines = [r.getMessage() for r in caplog.records if r.name == "transom.refusal" and "status=429" in r.getMessage()]
+    assert len(lines) == 4 and all("code=throttled_token" in line for line in lines)
+    assert ["limit_reached=5/3600s" in line for line in lines] == [True, False, False, True]
     assert all(tenants.token not in line and admin not in line for line in lines)
 
 

@@ -17,7 +17,6 @@ for processes that run no checkpointer.
 
 from __future__ import annotations
 
-import logging
 import sqlite3
 import threading
 from collections.abc import Iterator
@@ -31,8 +30,6 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from transom.errors import ServiceUnavailable
 from transom.textpolicy import check_statement_parameters
-
-log = logging.getLogger("transom.db")
 
 #: pages; the automatic checkpoint is only a backstop (see the module doc)
 AUTO_CHECKPOINT_PAGES = 10_000
@@ -60,10 +57,11 @@ def _writer_lock(url: str) -> threading.Lock:
 _SQLITE_BUGS = ("no such table", "no such column", "syntax error", "has no column")
 
 
-def unavailable_error(exc: SQLAlchemyError, where: str) -> ServiceUnavailable | None:
+def unavailable_error(exc: SQLAlchemyError) -> ServiceUnavailable | None:
     """A :class:`ServiceUnavailable` when ``exc`` means the database cannot serve right now
     (refused or lost connection, pool exhausted, locked past the wait), else ``None``. Logs
-    one line naming the driver's error class, without a traceback: an outage must not
+    nothing itself: the error carries the driver's error class as ``log_detail`` into the
+    request's one refusal line (transom.observe), without a traceback: an outage must not
     write a traceback per request."""
     down = isinstance(exc, OperationalError | InterfaceError | PoolTimeout) or (
         isinstance(exc, DBAPIError) and exc.connection_invalidated)
@@ -72,8 +70,8 @@ def unavailable_error(exc: SQLAlchemyError, where: str) -> ServiceUnavailable | 
     if not down:
         return None
     cause = type(exc.orig).__name__ if isinstance(exc, DBAPIError) and exc.orig is not None else type(exc).__name__
-    log.warning("database unavailable on %s: %s", where, cause)
-    return ServiceUnavailable("the database is unavailable; nothing was changed, retry shortly")
+    return ServiceUnavailable("the database is unavailable; nothing was changed, retry shortly",
+                              log_detail=f"error={cause}")
 
 
 def _parameter_backstop(engine: Engine) -> None:

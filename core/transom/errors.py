@@ -14,9 +14,14 @@ class TransomError(Exception):
     reason: str | None = None
     #: seconds for a ``Retry-After`` header (429, 503)
     retry_after: int | None = None
+    #: extra words for the refusal's one log line only (transom.observe.refused), never shown
+    #: to the client: an exception class, attribute or hook names, counts. Never token
+    #: contents, secrets or values from the request.
+    log_detail: str | None = None
 
     def __init__(self, message: str, *, hint: str | None = None, code: str | None = None,
-                 reason: str | None = None, retry_after: int | None = None) -> None:
+                 reason: str | None = None, retry_after: int | None = None,
+                 log_detail: str | None = None) -> None:
         super().__init__(message)
         self.message = message
         self.hint = hint
@@ -26,6 +31,12 @@ class TransomError(Exception):
             self.reason = reason
         if retry_after is not None:
             self.retry_after = retry_after
+        if log_detail is not None:
+            self.log_detail = log_detail
+
+    def add_log_detail(self, words: str) -> None:
+        """Append to :attr:`log_detail` (a layer the error passes through adds what it knows)."""
+        self.log_detail = f"{self.log_detail} {words}" if self.log_detail else words
 
 
 class ConfigError(TransomError):

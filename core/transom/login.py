@@ -116,9 +116,8 @@ def complete_login(runtime: Runtime, verified: VerifiedLogin) -> LoginResult:
             if not lost_race(exc):
                 raise
             if attempt == LOGIN_ATTEMPTS:
-                log.warning("login of connector=%s lost %d races in a row; refused", connector.id, attempt)
                 raise LoginRefused("the sign-in collided with another one; try again",
-                                   reason="login.concurrent") from None
+                                   reason="login.concurrent", log_detail=f"lost_races={attempt}") from None
             # A concurrent login of the same person (double-click, two tabs, a second worker)
             # committed first: run again, it now finds what the other one wrote.
             log.info("login of connector=%s lost a race (attempt %d); retrying", connector.id, attempt)

@@ -52,16 +52,22 @@ def note_connector(connector: Connector) -> None:
         info.connector_id, info.connector_type, info.protocol = connector.id, connector.type, connector.protocol
 
 
-def refused(*, method: str, path: str, status: int, code: str, reason: str) -> None:
-    """One log line per refused request (login, password, SCIM, admin). ``reason`` is the
-    error's message or its admin hint: both are written to be shown, never token contents."""
+def refused(*, method: str, path: str, status: int, code: str, reason: str, detail: str | None = None) -> None:
+    """The one log line of a refused request (login, password, SCIM, admin): the pipeline
+    itself logs no refusals, it puts what it knows on the error (``TransomError.log_detail``:
+    an exception class, attribute or hook names), which lands here as ``detail``. ``reason``
+    is the error's message and admin hint: both are written to be shown, never token
+    contents."""
     info = CURRENT.get()
     connector = None
     if info is not None:
         info.refusal_code = code
         connector = info.connector_id
     log.log(
-        logging.WARNING if status >= 500 else logging.INFO,
-        "refused %s %s status=%s code=%s%s reason=%s", method, path, status, code,
-        f" connector={connector}" if connector else "", " ".join(reason.split())[:500],
+        # a throttled request (429) is a WARNING too: guessing or a runaway client to look at
+        logging.WARNING if status >= 500 or status == 429 else logging.INFO,
+        "refused %s %s status=%s code=%s%s%s reason=%s", method, path, status, code,
+        f" connector={connector}" if connector else "",
+        f" detail={' '.join(detail.split())[:300]}" if detail else "",
+        " ".join(reason.split())[:500],
     )

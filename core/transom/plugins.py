@@ -74,8 +74,11 @@ class _FailClosed:
         where = f"connector={connector.id} type={connector.type}" if connector else ""
         try:
             result = yield
-        except TransomError:
-            log.info("hook %s raised a Transom error %s", hook, where)
+        except TransomError as exc:
+            # A plugin's refusal: the hook's name rides on the error into the one refusal line
+            # (transom.observe), which already names the connector.
+            exc.add_log_detail(f"hook={hook}")
+            log.debug("hook %s raised a Transom error %s", hook, where)
             raise
         except Exception as exc:
             log.warning("hook %s failed %s: %s", hook, where, type(exc).__name__)

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import hashlib
 import itertools
-import logging
 import math
 import time
 from dataclasses import dataclass
@@ -30,8 +29,6 @@ from transom.config import ServerSettings
 from transom.db import Database
 from transom.errors import TooManyRequests
 from transom.models import ThrottleCounter
-
-log = logging.getLogger("transom.throttle")
 
 #: every this many hits (per process), windows that ended are deleted
 SWEEP_EVERY = 500
@@ -102,7 +99,8 @@ def _upsert(db: Session, key: str, now: int, window: int) -> tuple[int, int]:
 def password_attempt(database: Database, server: ServerSettings, *, account: str, email: str, address: str) -> None:
     """Count a password login before its password is checked (so a throttled guess costs no
     Argon2 hash): per client address across accounts, then per account and email. Every
-    throttled attempt is logged (account and address; never the email or password)."""
+    throttled attempt is logged, once, as its refusal line (transom.observe) with the account,
+    the address and the count as detail; never the email or password."""
     window = server.password_throttle_window_seconds
     buckets = (
         (bucket_key("password-address", address), Limit(server.password_attempts_per_address, window),
@@ -116,23 +114,22 @@ def password_attempt(database: Database, server: ServerSettings, *, account: str
             continue
         count = hit(database, key, limit)
         if count.over(limit):
-            log.warning("password login throttled account=%s address=%s reason=%s attempts=%d retry_after=%d",
-                        account.strip()[:100], address[:64], reason, count.hits, count.retry_after)
-            raise TooManyRequests(message, reason=reason, retry_after=count.retry_after)
+            raise TooManyRequests(message, reason=reason, retry_after=count.retry_after,
+                                  log_detail=f"account={account.strip()[:100]} address={address[:64]} "
+                                  f"attempts={count.hits}")
 
 
-def api_request(database: Database, server: ServerSettings, *, credential: str, where: str) -> None:
-    """Count one SCIM or admin-API request against the token (or session) that sent it.
-    Logged once per window and token, not per refused request: a runaway client must not
-    flood the log either."""
+def api_request(database: Database, server: ServerSettings, *, credential: str) -> None:
+    """Count one SCIM or admin-API request against the token (or session) that sent it. Each
+    refused request writes its one refusal line (transom.observe); the first of a window
+    says ``limit_reached`` so a log search finds where a runaway client started."""
     limit = Limit(server.api_rate_limit, server.api_rate_window_seconds)
     if limit.hits <= 0 or not credential:
         return
     count = hit(database, bucket_key("api", credential), limit)
     if count.over(limit):
-        if count.hits == limit.hits + 1:
-            log.warning("API rate limit reached on %s: more than %d requests in %d s for one token; "
-                        "refusing until the window ends in %d s", where, limit.hits, limit.window, count.retry_after)
+        first = count.hits == limit.hits + 1
         raise TooManyRequests(
             f"more than {limit.hits} requests in {limit.window} s for this API token; slow down",
-            reason=REASON_TOKEN, retry_after=count.retry_after)
+            reason=REASON_TOKEN, retry_after=count.retry_after,
+            log_detail=f"limit_reached={limit.hits}/{limit.window}s" if first else None)

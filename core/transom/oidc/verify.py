@@ -8,13 +8,12 @@ endpoint, JWKS) then run with no transaction open.
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
 from typing import Any
 
 from transom import login_activity
 from transom.connector import Connector, OidcProvider
-from transom.errors import BadRequest, LoginRefused, NotFound, TransomError
+from transom.errors import BadRequest, LoginRefused, NotFound
 from transom.loginstate import consume_login_state
 from transom.oidc.discovery import resolve, verify_with_discovery
 from transom.oidc.endpoints import callback_url
@@ -23,8 +22,6 @@ from transom.oidc.token_endpoint import exchange_code
 from transom.oidc.userinfo import with_userinfo
 from transom.runtime import Runtime
 from transom.verified import ProtocolFacts, VerifiedLogin, verified_login
-
-log = logging.getLogger("transom.sso")
 
 #: callback parameters we read; anything longer than this is not from an IdP
 MAX_PARAM_CHARS = {"state": 256, "code": 4096, "error": 200, "error_description": 1000, "iss": 500}
@@ -94,24 +91,18 @@ def verify_oidc(runtime: Runtime, params: CallbackParams, *, binding: str | None
     login_activity.saw(connector=connector)
     if params.error:
         description = f": {params.error_description}" if params.error_description else ""
-        log.info("OIDC login refused by the IdP connector=%s error=%s", connector.id, params.error)
+        # the IdP's error code is in the message, so in the one refusal line (transom.observe)
         raise LoginRefused(
             f"the identity provider did not sign you in ({params.error}{description})",
             hint="the IdP answered the authorization request with an error; for access_denied, check that "
             "the user is assigned to the application", reason="oidc.idp_error",
         )
-    try:
-        tokens = verify_tokens(runtime, connector, params, nonce=pending.nonce, verifier=pending.code_verifier)
-    except TransomError as exc:
-        log.info("OIDC login refused connector=%s reason=%s hint=%s", connector.id, exc.reason, exc.hint or exc.message)
-        raise
+    # A refusal is logged once, by the error handler (transom.observe.refused), with its
+    # reason code, the connector and the request id: no log line of its own here.
+    tokens = verify_tokens(runtime, connector, params, nonce=pending.nonce, verifier=pending.code_verifier)
     # Claims the id_token lacks, from UserInfo with the access token: after the token checks,
     # before the plugin maps the payload (transom.oidc.userinfo).
-    try:
-        payload = with_userinfo(runtime.http, tokens.provider, tokens.claims, tokens.access_token)
-    except TransomError as exc:
-        log.info("OIDC login refused connector=%s reason=%s", connector.id, exc.hint or exc.message)
-        raise
+    payload = with_userinfo(runtime.http, tokens.provider, tokens.claims, tokens.access_token)
     login_activity.saw(payload=payload)
     facts = ProtocolFacts(protocol="oidc", issuer=payload.get("iss"), subject=payload.get("sub"),
                           key_id=tokens.key_id)

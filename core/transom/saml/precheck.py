@@ -3,16 +3,12 @@ encrypted content, each signature covering its parent."""
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
 from onelogin.saml2.xml_utils import OneLogin_Saml2_XML
 
 from transom.errors import BadRequest
 from transom.saml.common import DS, SAML, SAMLP, XENC, refused
-
-log = logging.getLogger("transom.saml")
-
 
 ALLOWED_SIGNATURE_METHODS = frozenset({
     "http://www.w3.org/2001/04/xmldsig-more#rsa-sha256",
@@ -54,9 +50,10 @@ def precheck_document(xml: bytes) -> Any:
     try:
         root = OneLogin_Saml2_XML.to_etree(xml)
     except Exception as exc:
-        # DTDForbidden, EntitiesForbidden, XMLSyntaxError, ...: name the type, never the content.
-        log.info("SAML response refused before parsing finished: %s", type(exc).__name__)
-        raise BadRequest("the SAML response is not well-formed XML without a DTD", reason="saml.xml") from exc
+        # DTDForbidden, EntitiesForbidden, XMLSyntaxError, ...: the refusal line names the
+        # type, never the content.
+        raise BadRequest("the SAML response is not well-formed XML without a DTD", reason="saml.xml",
+                         log_detail=f"error={type(exc).__name__}") from exc
     if root.tag != f"{SAMLP}Response":
         raise BadRequest("the posted document is not a SAML Response", reason="saml.not_a_response")
     for tag in ("EncryptedAssertion", "EncryptedID", "EncryptedAttribute"):

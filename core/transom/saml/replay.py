@@ -3,7 +3,6 @@ by the signed InResponseTo."""
 
 from __future__ import annotations
 
-import logging
 from datetime import UTC, datetime
 
 from sqlalchemy import select
@@ -19,8 +18,6 @@ from transom.runtime import Runtime
 from transom.saml.common import refused
 from transom.saml.response import VerifiedResponse
 from transom.web.paths import safe_next
-
-log = logging.getLogger("transom.saml")
 
 
 def accept_response(
@@ -40,7 +37,7 @@ def accept_response(
         SamlAssertionSeen.assertion_id == verified.assertion_id,
     ))
     if seen is not None:
-        log.warning("SAML assertion replay refused connector=%s", connector.id)
+        # logged once, as the refusal line with code=saml.replay (transom.observe)
         raise refused("this sign-in response was already used; start the sign-in again",
                        "the same SAML assertion was posted twice (replay)", "saml.replay")
     # The primary key (connector, assertion id) also stops two concurrent posts.

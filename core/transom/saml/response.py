@@ -3,7 +3,6 @@ Destination/Recipient/Audience, signed InResponseTo, tighter time window)."""
 
 from __future__ import annotations
 
-import logging
 import time
 import urllib.parse
 from collections.abc import Mapping, Sequence
@@ -24,8 +23,6 @@ from transom.saml.library_clock import library_clock, library_clock_offset
 from transom.saml.metadata import ResolvedIdp, resolve_idp
 from transom.saml.precheck import precheck_document
 from transom.saml.settings import library_settings
-
-log = logging.getLogger("transom.saml")
 
 
 @dataclass(frozen=True)
@@ -92,25 +89,25 @@ def verify_saml_response(runtime: Runtime, connector: Connector, saml_response: 
     xml, cleaned = decode_saml_response(saml_response)
     root = precheck_document(xml)
     # The library's checks and ours after it map their failures the same way: a validation
-    # error is a refusal with a hint, anything else the parser raises is a 400.
+    # error is a refusal with a hint, anything else the parser raises is a 400. None of them
+    # is logged here: the error handler writes the one refusal line (transom.observe).
     try:
         response = OneLogin_Saml2_Response(settings, cleaned)
         with library_clock(library_clock_offset(root, int(time.time()))):
             response.is_valid(_request_data(sp.acs_url), request_id=None, raise_exceptions=True)
         return _after_library(runtime, connector, idp, sp, root, response)
-    except (LoginRefused, BadRequest) as exc:
-        log.info("SAML response refused connector=%s reason=%s", connector.id, exc.reason)
+    except (LoginRefused, BadRequest):
         raise
     except OneLogin_Saml2_ValidationError as exc:
-        log.info("SAML response refused connector=%s reason=%s", connector.id, library_reason(exc.code))
         raise LoginRefused(
             "the identity provider's response was not accepted",
             hint=_library_hint(exc.code, sp),
             reason=library_reason(exc.code),
         ) from None
     except Exception as exc:
-        log.info("SAML response refused connector=%s error=%s", connector.id, type(exc).__name__)
-        raise BadRequest("the SAML response could not be processed", reason="saml.unreadable") from None
+        # the exception's class only: its text may quote the posted document
+        raise BadRequest("the SAML response could not be processed", reason="saml.unreadable",
+                         log_detail=f"error={type(exc).__name__}") from None
 
 
 def _request_data(acs_url: str) -> dict[str, Any]:

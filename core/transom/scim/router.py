@@ -97,7 +97,7 @@ async def _handle(request: Request, work: Work, *, with_body: bool = False) -> R
     except TransomError as exc:
         return _transom_error(request, exc)
     except SQLAlchemyError as exc:
-        down = unavailable_error(exc, f"SCIM {request.method} {request.url.path}")
+        down = unavailable_error(exc)
         if down is not None:
             return _transom_error(request, down)
         log.error("SCIM %s %s: unexpected %s", request.method, request.url.path, type(exc).__name__, exc_info=exc)
@@ -109,15 +109,14 @@ async def _handle(request: Request, work: Work, *, with_body: bool = False) -> R
 
 def _transom_error(request: Request, exc: TransomError) -> Response:
     refused(method=request.method, path=request.url.path, status=exc.status, code=exc.reason or exc.code,
-            reason=exc.message)
+            reason=exc.message, detail=exc.log_detail)
     return scim_error(exc.status, exc.message, exc.code, reason=exc.reason, retry_after=exc.retry_after)
 
 
 def _in_transaction(request: Request, work: Work, raw: bytes | None) -> Response:
     runtime: Runtime = request.app.state.runtime
     # its own transaction, before anything else: a request that fails still counts
-    throttle.api_request(runtime.db, runtime.config.server, credential=request.headers.get("authorization", ""),
-                         where=f"SCIM {request.method} {request.url.path}")
+    throttle.api_request(runtime.db, runtime.config.server, credential=request.headers.get("authorization", ""))
     body = parse_json_object(raw) if raw is not None else None
     if body is not None:
         check_scim_text(body)

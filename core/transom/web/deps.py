@@ -105,5 +105,4 @@ def api_rate_limit(request: Request, runtime: RuntimeDep) -> None:
     """The per-token rate limit of the admin API (SCIM applies the same in its router): keyed
     by the bearer token, or by the session cookie of an Account Admin."""
     credential = request.headers.get("authorization") or request.cookies.get(COOKIE_NAME) or ""
-    throttle.api_request(runtime.db, runtime.config.server, credential=credential,
-                         where=f"{request.method} {request.url.path}")
+    throttle.api_request(runtime.db, runtime.config.server, credential=credential)

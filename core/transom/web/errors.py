@@ -1,7 +1,7 @@
 """Turning errors into answers: JSON for API clients, the SCIM Error schema under
 ``/api/scim``, a page for browsers. Never a stack trace; unexpected exceptions are logged
 with their type and answered with a generic 500. A database outage is a 503 with
-``Retry-After`` and one log line (transom.db.unavailable_error), not a traceback."""
+``Retry-After`` and one log line (the refusal line, transom.observe), not a traceback."""
 
 from __future__ import annotations
 
@@ -75,7 +75,7 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(TransomError)
     async def _transom(request: Request, exc: TransomError) -> Response:
         refused(method=request.method, path=request.url.path, status=exc.status, code=exc.reason or exc.code,
-                reason=f"{exc.message} | hint: {exc.hint}" if exc.hint else exc.message)
+                reason=f"{exc.message} | hint: {exc.hint}" if exc.hint else exc.message, detail=exc.log_detail)
         return transom_error_response(request, exc)
 
     @app.exception_handler(RequestValidationError)
@@ -98,10 +98,10 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(SQLAlchemyError)
     async def _database(request: Request, exc: SQLAlchemyError) -> Response:
-        down = unavailable_error(exc, f"{request.method} {request.url.path}")
+        down = unavailable_error(exc)
         if down is None:
             return await _unexpected(request, exc)
-        return transom_error_response(request, down)
+        return await _transom(request, down)
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> Response:
