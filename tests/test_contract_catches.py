@@ -64,6 +64,12 @@ def claims_without_refusal(connector: Connector, payload: Mapping[str, Any]) -> 
     return Claims(subject=str(payload.get("uid", "")))
 
 
+def claims_with_a_shapeless_reason(connector: Connector, payload: Mapping[str, Any]) -> Claims:
+    if not payload.get("uid"):
+        raise LoginRefused("no subject", reason="No UID!")
+    return Claims(subject=str(payload["uid"]))
+
+
 def claims_with_default(connector: Connector, payload: Mapping[str, Any] = {}) -> Claims:
     return claims(connector, payload)
 
@@ -112,12 +118,22 @@ def test_a_careful_plugin_passes_every_check() -> None:
     (plugin(transom_connector_type=connector_type(PlainSecretSettings)), "test_secrets_are_secret_str"),
     (plugin(transom_oidc_provider=provider_calling_home), "test_provider_hook_does_no_io"),
     (plugin(transom_extract_claims=claims_without_refusal), "test_missing_subject_is_login_refused"),
+    (plugin(transom_extract_claims=claims_with_a_shapeless_reason), "test_missing_subject_is_login_refused"),
     (plugin(transom_extract_claims=claims_with_default), "test_hookimpls_are_marked_plain_def_without_defaults"),
     (plugin(transom_extract_claims=claims_mutating), "test_extract_claims_does_not_change_its_payload"),
-], ids=["open settings", "plain-str secret", "provider does I/O", "no refusal", "default", "mutates payload"])
+], ids=["open settings", "plain-str secret", "provider does I/O", "no refusal", "shapeless reason", "default",
+        "mutates payload"])
 def test_each_rule_catches_its_careless_plugin(module: types.ModuleType, check: str) -> None:
     with pytest.raises(FAILS):
         getattr(contract(module), check)()
+
+
+def test_missing_subject_reason_is_checked_when_declared() -> None:
+    checks = contract(plugin())
+    checks.test_missing_subject_is_login_refused()  # no reason declared, none given: fine
+    type(checks).missing_subject_reason = "careless.uid_missing"
+    with pytest.raises(AssertionError, match=r"careless\.uid_missing"):
+        checks.test_missing_subject_is_login_refused()
 
 
 def test_provider_io_is_reported_as_io_not_as_a_connector_error() -> None:

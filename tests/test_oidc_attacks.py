@@ -234,6 +234,7 @@ def test_entra_token_without_oid_is_refused(make_runtime: Any) -> None:
     with client_for(runtime) as client:
         response = oidc_login(client, fake, "acme-entra", claims=entra_claims(oid=OMIT))
     assert_refused(runtime, response, hint="no oid claim")
+    assert response.json()["reason"] == "oidc.entra_ids_missing"  # azure_ad's rule, not the host's
 
 
 # -- state, browser binding, IdP errors ----------------------------------------------------

@@ -39,6 +39,7 @@ class TestOktaOidcContract(PluginContract):
     sample_payload = {"sub": "00u1ada", "email": "ada@acme.example", "email_verified": True,
                       "preferred_username": "ada@acme.example", "name": "Ada Lovelace", "groups": ["Everyone"]}
     payload_without_subject = {"email": "ada@acme.example", "preferred_username": "ada@acme.example"}
+    missing_subject_reason = "oidc.subject_claim_missing"
     expected_claims = {"subject": "00u1ada", "email": "ada@acme.example", "email_verified": True,
                        "groups": GroupsClaim.present(["Everyone"])}
 
@@ -50,6 +51,7 @@ class TestOktaSamlContract(PluginContract):
     settings = {"protocol": "saml", **SAML_SOURCE}
     sample_payload = saml_payload("00u1ada", {"email": ["ada@acme.example"], "login": ["ada@acme.example"]})
     payload_without_subject = saml_payload(None, {"email": ["ada@acme.example"]})
+    missing_subject_reason = "saml.name_id_missing"
     expected_claims = {"subject": "00u1ada", "email": "ada@acme.example", "user_name": "ada@acme.example"}
 
 
@@ -62,6 +64,7 @@ class TestAzureAdOidcContract(PluginContract):
     sample_payload = {"tid": TENANT, "oid": OID, "sub": "pairwise", "preferred_username": "ada@acme.example",
                       "email": "ada@acme.example", "name": "Ada Lovelace", "groups": ["g-1", "g-2"]}
     payload_without_subject = {"tid": TENANT, "sub": "pairwise", "email": "ada@acme.example"}
+    missing_subject_reason = "oidc.entra_ids_missing"
     expected_claims = {"subject": f"{TENANT}:{OID}", "email_verified": False, "user_name": "ada@acme.example",
                        "groups": GroupsClaim.present(["g-1", "g-2"])}
 
@@ -73,6 +76,7 @@ class TestAzureAdSamlContract(PluginContract):
     settings = {"protocol": "saml", "tenant_id": TENANT, **SAML_SOURCE}
     sample_payload = saml_payload("ada@acme.example", {f"{MS}/tenantid": [TENANT], f"{MS}/objectidentifier": [OID]})
     payload_without_subject = saml_payload("ada@acme.example", {f"{MS}/tenantid": [TENANT]})
+    missing_subject_reason = "saml.entra_ids_missing"
     expected_claims = {"subject": f"{TENANT}:{OID}"}
 
 
@@ -83,6 +87,7 @@ class TestGenericSamlContract(PluginContract):
     settings = {**SAML_SOURCE, "attributes": {"email": "mail"}, "groups_attribute": "memberOf"}
     sample_payload = saml_payload("u-1001", {"mail": ["ada@acme.example"], "memberOf": ["staff"]})
     payload_without_subject = saml_payload(None, {"mail": ["ada@acme.example"]})
+    missing_subject_reason = "saml.name_id_missing"
     expected_claims = {"subject": "u-1001", "email": "ada@acme.example", "groups": GroupsClaim.present(["staff"])}
 
 
@@ -95,6 +100,7 @@ class TestGenericOidcContract(PluginContract):
     sample_payload = {"sub": "f1e2d3", "email": "ada@acme.example", "preferred_username": "ada",
                       "groups": ["/staff"]}
     payload_without_subject = {"email": "ada@acme.example", "preferred_username": "ada"}
+    missing_subject_reason = "oidc.subject_claim_missing"
     expected_claims = {"subject": "f1e2d3", "user_name": "ada", "groups": GroupsClaim.present(["/staff"])}
 
 

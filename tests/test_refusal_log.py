@@ -130,9 +130,11 @@ def test_plugin_refusal_writes_one_line_with_reason(make_runtime: Any, records: 
     with client_for(runtime) as client:
         response = saml_login(client, idp, connector_id="acme-saml", name_id="_t1", name_id_format=TRANSIENT,
                               attributes=generic_attributes())
-    assert response.status_code == 400
+    assert response.status_code == 400 and response.json()["reason"] == "saml.name_id_transient"
     line = the_one_line(records, response)
-    assert "connector=acme-saml" in line and "hook=transom_extract_claims" in line
+    # the plugin's reason code, and the hook it refused in
+    assert "code=saml.name_id_transient" in line and "connector=acme-saml" in line
+    assert "detail=hook=transom_extract_claims" in line
 
 
 def test_entra_saml_foreign_tenant_writes_one_line(make_runtime: Any, records: pytest.LogCaptureFixture) -> None:
@@ -143,9 +145,9 @@ def test_entra_saml_foreign_tenant_writes_one_line(make_runtime: Any, records: p
     with client_for(runtime) as client:
         response = saml_login(client, idp, connector_id="acme-entra", name_id="ada",
                               attributes=entra_attributes(tenant=OTHER_TENANT))
-    assert response.status_code == 400
+    assert response.status_code == 400 and response.json()["reason"] == "saml.tenant"
     line = the_one_line(records, response)
-    assert "connector=acme-entra" in line
+    assert "code=saml.tenant" in line and "connector=acme-entra" in line
 
 
 def test_refused_password_login_writes_one_line(make_runtime: Any, records: pytest.LogCaptureFixture) -> None:

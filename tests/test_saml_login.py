@@ -167,6 +167,30 @@ def test_transient_name_id_is_refused(make_runtime: Any) -> None:
                               attributes=generic_attributes())
         body = assert_refused(response, runtime, client)
         assert "persistent" in body["hint"]
+        assert body["reason"] == "saml.name_id_transient"  # the plugin's rule (docs/security.md)
+
+
+def test_generic_subject_attribute_missing_is_refused_by_its_own_rule(make_runtime: Any) -> None:
+    idp = FakeSamlIdp()
+    connector = generic_connector(idp)
+    connector["settings"]["attributes"]["subject"] = "urn:oasis:names:tc:SAML:attribute:subject-id"
+    runtime = build(make_runtime, [connector])
+    with app_client(runtime) as client:
+        response = saml_login(client, idp, connector_id="acme-saml", name_id="u-1", attributes=generic_attributes())
+        body = assert_refused(response, runtime, client)
+    assert body["reason"] == "saml.subject_attribute_missing"
+    assert "subject-id" in body["hint"]
+
+
+def test_okta_transient_name_id_is_refused(make_runtime: Any) -> None:
+    idp = FakeSamlIdp()
+    runtime = build(make_runtime, [okta_connector(idp)])
+    with app_client(runtime) as client:
+        response = saml_login(client, idp, connector_id="acme-okta", name_id="_t9", name_id_format=TRANSIENT,
+                              attributes=okta_attributes())
+        body = assert_refused(response, runtime, client)
+    assert body["reason"] == "saml.name_id_transient"
+    assert "Okta app's Name ID format" in body["hint"]
 
 
 def test_okta_saml_login_with_groups(make_runtime: Any, caplog: pytest.LogCaptureFixture) -> None:
@@ -252,6 +276,7 @@ def test_entra_saml_other_tenant_is_refused(make_runtime: Any) -> None:
                               attributes=entra_attributes(tenant=OTHER_TENANT))
         body = assert_refused(response, runtime, client)
         assert TENANT in body["hint"]
+        assert body["reason"] == "saml.tenant"
 
 
 def test_entra_saml_without_object_id_is_refused(make_runtime: Any) -> None:
@@ -263,6 +288,7 @@ def test_entra_saml_without_object_id_is_refused(make_runtime: Any) -> None:
         response = saml_login(client, idp, connector_id="acme-entra", name_id="ada", attributes=attributes)
         body = assert_refused(response, runtime, client)
         assert "objectidentifier" in body["hint"]
+        assert body["reason"] == "saml.entra_ids_missing"
 
 
 def test_entra_saml_defaults_entity_id_and_sso_url_from_tenant(make_runtime: Any) -> None:

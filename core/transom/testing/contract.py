@@ -45,6 +45,9 @@ from transom.plugins import ENTRY_POINT_GROUP, HOOK_NAMES, HOOK_PREFIX, PluginHo
 #: a field whose name matches this holds a credential and must be a ``SecretStr``
 SECRET_FIELD = re.compile(r"secret|password|passphrase|(^|_)token$|(^|_)api_key$|(^|_)private_key$")
 
+#: a refusal's ``reason``: a stable dotted lower-case code naming the rule (``acme.uid_missing``)
+REASON_CODE = re.compile(r"[a-z][a-z0-9_]*(\.[a-z0-9_]+)+")
+
 #: a plain RFC 7644 User body: a dialect rewrite must leave it as it is
 PLAIN_SCIM_USER: Mapping[str, Any] = {
     "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
@@ -149,6 +152,8 @@ class PluginContract:
     sample_payload: ClassVar[Mapping[str, Any]]
     #: the same payload without what the plugin takes the subject from
     payload_without_subject: ClassVar[Mapping[str, Any]]
+    #: the ``reason`` that refusal carries (docs/plugin-authors.md); checked when set
+    missing_subject_reason: ClassVar[str | None] = None
     #: ``Claims`` attributes ``sample_payload`` must map to (compared with ==)
     expected_claims: ClassVar[Mapping[str, Any]] = {}
     #: ``[connectors.provisioning]`` for the connector the checks build
@@ -275,8 +280,13 @@ class PluginContract:
 
     def test_missing_subject_is_login_refused(self) -> None:
         host = self.plugin_host()
-        with pytest.raises(LoginRefused):
+        with pytest.raises(LoginRefused) as refused:
             host.extract_claims(self.connector(host), dict(self.payload_without_subject))
+        reason = refused.value.reason
+        if reason is not None:
+            assert REASON_CODE.fullmatch(reason), f"reason {reason!r} is not a dotted lower-case code (acme.x_missing)"
+        if self.missing_subject_reason is not None:
+            assert reason == self.missing_subject_reason, (reason, self.missing_subject_reason)
 
     def test_extract_claims_does_not_change_its_payload(self) -> None:
         host = self.plugin_host()

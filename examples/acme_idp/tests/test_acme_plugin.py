@@ -28,6 +28,7 @@ class TestAcmeContract(PluginContract):
     settings = {"issuer": "https://login.acme.example", "client_id": "app", "client_secret": "acme-secret-value"}
     sample_payload = ADA
     payload_without_subject = {k: v for k, v in ADA.items() if k != "uid"}
+    missing_subject_reason = "acme.uid_missing"
     expected_claims = {"subject": "acme-0042", "email": "ada@acme.example", "user_name": "ada",
                        "display_name": "Ada Lovelace", "groups": GroupsClaim.present(["grp-research", "grp-staff"])}
 

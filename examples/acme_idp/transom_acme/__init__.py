@@ -49,7 +49,8 @@ def transom_extract_claims(connector: Connector[AcmeSettings], payload: Mapping[
     uid = _text(payload, "uid")
     if uid is None:
         raise LoginRefused("Acme Login did not say who you are",
-                           hint=f"connector '{connector.id}': the id_token has no uid claim")
+                           hint=f"connector '{connector.id}': the id_token has no uid claim",
+                           reason="acme.uid_missing")
     groups = payload.get("memberOf")  # absent: "not sent", never "member of nothing"
     return Claims(subject=uid, email=_text(payload, "mail"), user_name=_text(payload, "login"),
                   display_name=_text(payload, "cn"),

@@ -102,6 +102,7 @@ def claims(connector: Connector, payload: Mapping[str, Any]) -> Claims:
             "your identity provider did not say who you are",
             hint=f"the Entra id_token has no {missing} claim; request the 'profile' scope (Transom keys "
             "users on tid + oid, never on e-mail or UPN)",
+            reason="oidc.entra_ids_missing",
         )
     return Claims(
         subject=f"{tid}:{oid}",

@@ -83,6 +83,7 @@ def claims(connector: Connector, settings: AzureAdSettings, payload: Mapping[str
             "your identity provider did not say who you are",
             hint=f"the Entra SAML assertion has no {missing} attribute; keep the default claims of the "
             "enterprise application (Transom keys users on tenantid + objectidentifier)",
+            reason="saml.entra_ids_missing",
         )
     tid, oid = tid.lower(), oid.lower()
     if tid not in allowed_tenants(settings):
@@ -90,6 +91,7 @@ def claims(connector: Connector, settings: AzureAdSettings, payload: Mapping[str
             "your organisation is not allowed to sign in here",
             hint=f"connector '{connector.id}' accepts tenant(s) {', '.join(allowed_tenants(settings))}; "
             "the assertion came from another tenant (use the tenant GUID in tenant_id / allowed_tenants)",
+            reason="saml.tenant",
         )
     return Claims(
         subject=f"{tid}:{oid}",

@@ -94,7 +94,7 @@ def transom_extract_claims(connector: Connector[GenericOidcSettings], payload: M
     if not isinstance(subject, str) or not subject:
         raise LoginRefused("your identity provider did not say who you are",
                            hint=f"connector '{connector.id}': the id_token has no '{settings.subject_claim}' claim "
-                           "(subject_claim)")
+                           "(subject_claim)", reason="oidc.subject_claim_missing")
     groups = GroupsClaim.absent()
     if settings.groups_claim and payload.get(settings.groups_claim) is not None:
         groups = GroupsClaim.present(as_str_list(payload.get(settings.groups_claim)))

@@ -33,17 +33,20 @@ def subject(connector: Connector, settings: GenericSamlSettings, payload: Mappin
                 "your identity provider did not say who you are",
                 hint=f"connector '{connector.id}': the assertion has no '{settings.attributes.subject}' "
                 "attribute (attributes.subject)",
+                reason="saml.subject_attribute_missing",
             )
         return value
     name_id = payload.get("name_id")
     if not isinstance(name_id, str) or not name_id.strip():
         raise LoginRefused("your identity provider did not say who you are",
-                           hint=f"connector '{connector.id}': the assertion carries no NameID")
+                           hint=f"connector '{connector.id}': the assertion carries no NameID",
+                           reason="saml.name_id_missing")
     if payload.get("name_id_format") == TRANSIENT:
         raise LoginRefused(
             "your identity provider sent a one-time identifier",
             hint=f"connector '{connector.id}': configure a persistent NameID in the IdP, or name a "
             "stable attribute in attributes.subject (a transient NameID changes on every login)",
+            reason="saml.name_id_transient",
         )
     return name_id.strip()
 

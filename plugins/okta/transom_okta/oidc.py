@@ -73,7 +73,7 @@ def claims(connector: Connector, settings: OktaSettings, payload: Mapping[str, A
     sub = _text(payload, "sub")
     if sub is None:
         raise LoginRefused("your identity provider did not say who you are",
-                           hint="the Okta id_token has no sub claim")
+                           hint="the Okta id_token has no sub claim", reason="oidc.subject_claim_missing")
     groups_value = payload.get(settings.groups_claim)
     groups = GroupsClaim.absent() if groups_value is None else GroupsClaim.present(as_str_list(groups_value))
     return Claims(

@@ -39,12 +39,14 @@ def subject(connector: Connector, payload: Mapping[str, Any]) -> str:
     name_id_format = payload.get("name_id_format")
     if not isinstance(name_id, str) or not name_id.strip():
         raise LoginRefused("your identity provider did not say who you are",
-                           hint=f"connector '{connector.id}': the Okta assertion carries no NameID")
+                           hint=f"connector '{connector.id}': the Okta assertion carries no NameID",
+                           reason="saml.name_id_missing")
     if name_id_format == TRANSIENT:
         raise LoginRefused(
             "your identity provider sent a one-time identifier",
             hint="set the Okta app's Name ID format to Persistent, Unspecified or EmailAddress "
             "(a transient NameID changes on every login)",
+            reason="saml.name_id_transient",
         )
     value = name_id.strip()
     return value if name_id_format == PERSISTENT else value.lower()
