@@ -278,7 +278,7 @@ def phase(site: Site, name: str, count: int, clients: int, serial: int, profile:
     out = profile / f"py-spy-{name}-{serial}.txt"
     py_spy = shutil.which("py-spy", path=str(Path(sys.executable).parent)) or "py-spy"  # the venv's, if any
     spy = subprocess.Popen([py_spy, "record", "--pid", str(site.servers["transom"].process.pid), "--format", "raw",
-                            "--rate", "250", "--output", str(out), "--nonblocking"],
+                            "--rate", "250", "--gil", "--output", str(out), "--nonblocking"],
                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     time.sleep(1.0)  # py-spy attaches
     try:

@@ -7,15 +7,16 @@ workers here, on SQLite and on PostgreSQL alike)."""
 from __future__ import annotations
 
 import logging
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
 from conftest import BASE_URL, client_for
 from scim_support import SCIM, auth, make_tenants
-from sqlalchemy import func, select
+from sqlalchemy import event, func, select
 from starlette.testclient import TestClient
 
-from transom import directory
+from transom import directory, throttle
 from transom.models import ThrottleCounter
 from transom.runtime import Runtime
 from transom.web.app import create_app
@@ -135,3 +136,53 @@ def test_zero_disables_a_limit(make_runtime: Any) -> None:
         assert all(_login(client, "ada@acme.example", "x").status_code == 400 for _ in range(12))
     with tenants.runtime.db.transaction() as db:
         assert db.scalar(select(func.count()).select_from(ThrottleCounter)) == 0
+
+
+def test_api_hits_are_counted_in_leases_and_the_limit_stays_exact(make_runtime: Any) -> None:
+    """A generous limit is counted a block of hits at a time (one statement per lease, not per
+    request), never less than what was served, and the refusal comes exactly at the limit
+    in one worker: the leases shrink to single hits near it."""
+    limit = 120
+    tenants = make_tenants(make_runtime, server={"api_rate_limit": limit, "api_rate_window_seconds": HOUR})
+    statements: list[str] = []
+
+    def count_upserts(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        if "throttle_counters" in statement and statement.lstrip().upper().startswith("INSERT"):
+            statements.append(statement)
+
+    event.listen(tenants.runtime.db.engine, "before_cursor_execute", count_upserts)
+    try:
+        with client_for(tenants.runtime) as client:
+            served = 0
+            for _ in range(60):
+                assert client.get(f"{SCIM}/Users", headers=auth(tenants.token)).status_code == 200
+                served += 1
+            with tenants.runtime.db.transaction() as db:
+                counted = db.scalar(select(ThrottleCounter.hits))
+            assert counted is not None and served <= counted <= served + throttle.LEASE_MAX
+            assert 0 < len(statements) < served // 4  # leases, not a statement per request
+            codes = [client.get(f"{SCIM}/Users", headers=auth(tenants.token)).status_code for _ in range(limit)]
+    finally:
+        event.remove(tenants.runtime.db.engine, "before_cursor_execute", count_upserts)
+    assert codes[: limit - served] == [200] * (limit - served)
+    assert set(codes[limit - served:]) == {429}
+
+
+def test_lease_size_shrinks_to_single_hits_near_the_limit() -> None:
+    limit = throttle.Limit(500, 10)
+    assert throttle.lease_size(limit, 0) == throttle.LEASE_MAX
+    assert throttle.lease_size(limit, 480) == 2
+    assert throttle.lease_size(limit, 495) == 1
+    assert throttle.lease_size(limit, 600) == 1
+    assert throttle.lease_size(throttle.Limit(5, 10), 0) == 1
+
+
+def test_concurrent_leases_of_one_worker_are_merged_not_lost(make_runtime: Any) -> None:
+    """Requests on the pool threads of one worker may each take a lease at once; what is
+    left of each is kept, so every hit counted in the table is eventually served."""
+    tenants = make_tenants(make_runtime, server={"api_rate_limit": 400, "api_rate_window_seconds": HOUR})
+    with client_for(tenants.runtime) as client, ThreadPoolExecutor(8) as pool:
+        codes = list(pool.map(lambda _: client.get(f"{SCIM}/Users", headers=auth(tenants.token)).status_code,
+                              range(400)))
+        assert codes == [200] * 400
+        assert client.get(f"{SCIM}/Users", headers=auth(tenants.token)).status_code == 429

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -54,6 +55,11 @@ MAX_ITEMS = 250
 #: the row cap costs an index walk of max_rows entries; checked on every Nth record only
 CAP_EVERY = 50
 _records = itertools.count(1)
+#: the age sweep runs on an account's first record in a process, then at most this often:
+#: retention is counted in days, and a sweep on every login was a seventh of a login's CPU
+#: (bench/login_bench.py --profile, docs/performance.md)
+AGE_SWEEP_EVERY_SECONDS = 60.0
+_last_age_sweep: dict[str, float] = {}
 
 
 # -- what the IdP sent ----------------------------------------------------------------------
@@ -215,15 +221,23 @@ def record_success(
 def _prune_after_record(db: Session, runtime: Runtime, account_id: str) -> None:
     server = runtime.config.server
     cap = server.login_activity_max_rows if next(_records) % CAP_EVERY == 0 else None
+    now = time.monotonic()
+    last = _last_age_sweep.get(account_id)
+    if cap is None and last is not None and now - last < AGE_SWEEP_EVERY_SECONDS:
+        return
+    # several workers each sweep on their own schedule: harmless, a sweep is an index range
+    _last_age_sweep[account_id] = now
     prune(db, account_id=account_id, now=utcnow(), retention_days=server.login_activity_retention_days, max_rows=cap)
 
 
 def prune(db: Session, *, account_id: str, now: datetime, retention_days: int, max_rows: int | None) -> int:
     """Delete the account's attempts older than ``retention_days`` and, with ``max_rows``, all
     but the newest ``max_rows``. Returns how many rows went."""
+    # synchronize_session=False: the session holds no attempts worth updating, and the ORM's
+    # default evaluates the criteria against every object in the identity map
     gone = db.execute(delete(LoginAttempt).where(
         LoginAttempt.account_id == account_id, LoginAttempt.at < now - timedelta(days=retention_days)
-    )).rowcount  # type: ignore[attr-defined]
+    ).execution_options(synchronize_session=False)).rowcount  # type: ignore[attr-defined]
     if max_rows is not None:
         db.flush()
         boundary = db.scalar(
@@ -233,7 +247,7 @@ def prune(db: Session, *, account_id: str, now: datetime, retention_days: int, m
         if boundary is not None:
             gone += db.execute(delete(LoginAttempt).where(
                 LoginAttempt.account_id == account_id, LoginAttempt.id <= boundary
-            )).rowcount  # type: ignore[attr-defined]
+            ).execution_options(synchronize_session=False)).rowcount  # type: ignore[attr-defined]
     return int(gone or 0)
 
 
