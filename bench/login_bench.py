@@ -31,6 +31,11 @@ below 1 means the server waited for the client side (or for the machine): trust 
     python bench/login_bench.py --only oidc authlib
     python bench/login_bench.py --json before.json         # also write the numbers
     python bench/login_bench.py --database-url postgresql+psycopg://postgres@127.0.0.1:5432/bench --workers 2
+    python bench/login_bench.py --baseline ../transom-main --only oidc saml scim   # before/after in one run
+
+``--baseline DIR`` runs a second Transom from another checkout (its ``core/`` and ``plugins/*``
+first on ``PYTHONPATH``, same database, same schema expected) and measures its scenarios as
+``oidc@base`` etc. right after this tree's: a change's effect, measured side by side.
 """
 
 from __future__ import annotations
@@ -78,6 +83,9 @@ OIDC_GROUPS = 10
 SAML_GROUPS = 200
 SCENARIOS = ("oidc", "authlib", "saml", "peer-saml", "saml200", "peer-saml200", "scim", "sync")
 PEER_OF = {"oidc": "authlib", "saml": "peer-saml", "saml200": "peer-saml200"}
+#: scenarios that a --baseline checkout runs too, as "<name>@base"
+TRANSOM_SCENARIOS = ("oidc", "saml", "saml200", "scim")
+BASE = "@base"
 
 
 @dataclass
@@ -93,6 +101,7 @@ class Site:
     idp_url: str = ""
     transom_url: str = ""
     peer_url: str = ""
+    base_url: str = ""
     servers: dict[str, Server] = field(default_factory=dict)
     idp_process: subprocess.Popen[bytes] | None = None
 
@@ -120,7 +129,7 @@ def seed(database_url: str) -> tuple[str, list[str], str]:
     return name, group_ids, token
 
 
-def transom_config(site: Site, port: int, server_settings: dict[str, Any]) -> Path:
+def transom_config(site: Site, port: int, server_settings: dict[str, Any], name: str = "transom.toml") -> Path:
     pem = site.saml_idp.key.certificate_pem
     extra = "".join(f"{key} = {json.dumps(value)}\n" for key, value in server_settings.items())
     text = f"""
@@ -129,6 +138,7 @@ base_url = "http://127.0.0.1:{port}"
 database_url = {json.dumps(site.database_url)}
 session_secret = {{ env = "TRANSOM_SESSION_SECRET" }}
 log_level = "WARNING"
+api_rate_limit = 1000000  # the limiter still runs on every SCIM request; the bench must not hit it
 {extra}
 [[connectors]]
 id = "bench-oidc"
@@ -149,7 +159,7 @@ idp_entity_id = {json.dumps(site.saml_idp.entity_id)}
 idp_sso_url = {json.dumps(site.saml_idp.sso_url)}
 idp_certificates = [{json.dumps(pem)}]
 """
-    path = site.workdir / "transom.toml"
+    path = site.workdir / name
     path.write_text(text)
     return path
 
@@ -174,6 +184,17 @@ def start(args: argparse.Namespace) -> Site:
             app="transom.web.asgi:create", port=transom_port, workers=args.workers,
             env={"TRANSOM_CONFIG": str(config), "TRANSOM_SESSION_SECRET": secrets.token_urlsafe(32),
                  "BENCH_CLIENT_SECRET": client_secret})
+        if getattr(args, "baseline", None):
+            base = Path(args.baseline).resolve()
+            base_port = free_port()
+            site.base_url = f"http://127.0.0.1:{base_port}"
+            paths = [str(base / "core"), *(str(p.parent) for p in sorted(base.glob("plugins/*/pyproject.toml")))]
+            site.servers["base"] = Server(
+                app="transom.web.asgi:create", port=base_port, workers=args.workers,
+                env={"TRANSOM_CONFIG": str(transom_config(site, base_port, getattr(args, "server_settings", {}),
+                                                          "transom-base.toml")),
+                     "TRANSOM_SESSION_SECRET": secrets.token_urlsafe(32), "BENCH_CLIENT_SECRET": client_secret,
+                     "PYTHONPATH": os.pathsep.join([*paths, os.environ.get("PYTHONPATH", "")])})
         site.servers["peer"] = Server(
             app="login_peers:create", port=peer_port, workers=args.workers, app_dir=BENCH_DIR,
             env={"PEER_BASE_URL": site.peer_url, "PEER_IDP_URL": site.idp_url, "PEER_CLIENT_ID": CLIENT_ID,
@@ -220,14 +241,15 @@ def saml_attributes(sub: str, groups: Sequence[str]) -> dict[str, list[str]]:
     return attributes
 
 
-def prepare_transom_saml(site: Site, subs: Sequence[str], groups: Sequence[str]) -> list[tuple[dict[str, str], bytes]]:
+def prepare_transom_saml(site: Site, subs: Sequence[str], groups: Sequence[str],
+                         url: str) -> list[tuple[dict[str, str], bytes]]:
     """Start each login for real (a login state per item, its binding cookie kept) and sign
     the IdP's answer; the ACS posts are what gets timed."""
     browser = Browser()
     items = []
     for sub in subs:
         browser.cookies.clear()
-        started = browser.get(f"{site.transom_url}/api/accounts/login/bench-saml")
+        started = browser.get(f"{url}/api/accounts/login/bench-saml")
         request = parse_authn_request(started.location)
         response = site.saml_idp.response(request, name_id=sub, attributes=saml_attributes(sub, groups))
         items.append((dict(browser.cookies), urlencode({"SAMLResponse": response}).encode()))
@@ -255,7 +277,7 @@ def post_acs(url: str) -> Step:
     return step
 
 
-def scim_create(site: Site, run_id: str) -> Step:
+def scim_create(site: Site, run_id: str, url: str) -> Step:
     headers = {"Authorization": f"Bearer {site.scim_token}", "Content-Type": "application/scim+json"}
 
     def step(browser: Browser, index: int) -> str | None:
@@ -264,7 +286,7 @@ def scim_create(site: Site, run_id: str) -> Step:
                 "externalId": f"ext-{index}-{run_id}", "active": True,
                 "name": {"givenName": "Bench", "familyName": f"User {index}"},
                 "emails": [{"value": name, "type": "work", "primary": True}]}
-        answer = browser.request("POST", f"{site.transom_url}/api/scim/v2/Users", body=json.dumps(body).encode(),
+        answer = browser.request("POST", f"{url}/api/scim/v2/Users", body=json.dumps(body).encode(),
                                  headers=headers)
         return None if answer.status == 201 else f"scim {answer.status}"
 
@@ -273,7 +295,7 @@ def scim_create(site: Site, run_id: str) -> Step:
 
 def phase(site: Site, name: str, count: int, clients: int, serial: int, profile: Path | None = None) -> Result:
     """One timed phase; with ``profile``, py-spy samples the Transom server meanwhile."""
-    if profile is None or name not in ("oidc", "saml", "saml200", "scim"):
+    if profile is None or name not in TRANSOM_SCENARIOS:
         return _phase(site, name, count, clients, serial)
     out = profile / f"py-spy-{name}-{serial}.txt"
     py_spy = shutil.which("py-spy", path=str(Path(sys.executable).parent)) or "py-spy"  # the venv's, if any
@@ -289,24 +311,34 @@ def phase(site: Site, name: str, count: int, clients: int, serial: int, profile:
 
 
 def _phase(site: Site, name: str, count: int, clients: int, serial: int) -> Result:
-    transom, peer = site.servers["transom"], site.servers["peer"]
-    if name == "oidc":
-        return run_closed_loop([transom], users("oidc-user", count), clients,
-                               oidc_login(f"{site.transom_url}/api/accounts/login/bench-oidc", "transom_session", 303))
+    if name.endswith(BASE):  # the same scenario against the --baseline checkout
+        return _transom_phase(site, name.removesuffix(BASE), count, clients, serial, site.servers["base"],
+                              site.base_url, "base-")
+    if name in TRANSOM_SCENARIOS:
+        return _transom_phase(site, name, count, clients, serial, site.servers["transom"], site.transom_url, "")
+    peer = site.servers["peer"]
     if name == "authlib":
         return run_closed_loop([peer], users("authlib-user", count), clients,
                                oidc_login(f"{site.peer_url}/authlib/login", "session", 302))
-    if name in ("saml", "saml200"):
-        groups = site.group_ids[:SAML_GROUPS] if name == "saml200" else site.group_ids[:1]
-        items = prepare_transom_saml(site, users(f"{name}-user", count), groups)
-        return run_closed_loop([transom], items, clients,
-                               post_acs(f"{site.transom_url}/api/accounts/saml/bench-saml/acs"))
     if name in ("peer-saml", "peer-saml200"):
         groups = site.group_ids[:SAML_GROUPS] if name == "peer-saml200" else site.group_ids[:1]
         items = prepare_peer_saml(site, users(f"{name}-user", count), groups)
         return run_closed_loop([peer], items, clients, post_acs(f"{site.peer_url}/saml/acs"))
+    raise ValueError(name)
+
+
+def _transom_phase(site: Site, name: str, count: int, clients: int, serial: int, server: Server, url: str,
+                   prefix: str) -> Result:
+    if name == "oidc":
+        return run_closed_loop([server], users(f"{prefix}oidc-user", count), clients,
+                               oidc_login(f"{url}/api/accounts/login/bench-oidc", "transom_session", 303))
+    if name in ("saml", "saml200"):
+        groups = site.group_ids[:SAML_GROUPS] if name == "saml200" else site.group_ids[:1]
+        items = prepare_transom_saml(site, users(f"{prefix}{name}-user", count), groups, url)
+        return run_closed_loop([server], items, clients, post_acs(f"{url}/api/accounts/saml/bench-saml/acs"))
     if name == "scim":
-        return run_closed_loop([transom], list(range(count)), clients, scim_create(site, f"{serial}-{time.time_ns()}"))
+        return run_closed_loop([server], list(range(count)), clients,
+                               scim_create(site, f"{prefix}{serial}-{time.time_ns()}", url))
     raise ValueError(name)
 
 
@@ -331,10 +363,12 @@ def summary(results: list[Result]) -> dict[str, Any]:
 
 def print_table(table: dict[str, dict[str, Any]]) -> None:
     print(f"\n{'scenario':<14}{'rate/s':>9}  {'spread':<13}{'cpu ms':>8}{'core/s':>8}{'busy':>6}{'p50 ms':>8}"
-          f"{'p95 ms':>8}{'errors':>7}   ratio to peer: rate, per core-second")
+          f"{'p95 ms':>8}{'errors':>7}   ratio to peer (or to @base): rate, per core-second")
     for name, row in table.items():
         ratio = ""
-        peer = PEER_OF.get(name)
+        peer = PEER_OF.get(name.removesuffix(BASE))
+        if name in TRANSOM_SCENARIOS and name + BASE in table:  # this tree next to the baseline
+            peer = name + BASE
         if peer and peer in table:
             ratio = f"{row['rate'] / table[peer]['rate']:.2f}, {table[peer]['cpu_ms'] / row['cpu_ms']:.2f}"
         print(f"{name:<14}{row['rate']:9.0f}  {row['spread']:<13}{row['cpu_ms']:8.2f}{1000 / row['cpu_ms']:8.0f}"
@@ -360,6 +394,8 @@ def main() -> None:
     parser.add_argument("--database-url", default=None, help="default: a fresh SQLite file")
     parser.add_argument("--only", nargs="+", choices=SCENARIOS, default=list(SCENARIOS))
     parser.add_argument("--json", default=None, help="also write the results to this file")
+    parser.add_argument("--baseline", default=None, help="another checkout (e.g. a worktree of main): its "
+                        "Transom runs every Transom scenario too, as <name>@base, interleaved")
     parser.add_argument("--profile", default=None, help="directory: py-spy samples Transom during each phase "
                         "(collapsed stacks; summarise with bench/login_profile.py)")
     args = parser.parse_args()
@@ -368,6 +404,8 @@ def main() -> None:
     site = start(args)
     try:
         http_scenarios = [s for s in args.only if s != "sync"]
+        if args.baseline:
+            http_scenarios = [x for s in http_scenarios for x in ((s, s + BASE) if s in TRANSOM_SCENARIOS else (s,))]
         # warm-up: every user exists (returning users from now on), caches are filled
         for name in http_scenarios:
             warm = phase(site, name, USERS * (2 if name != "scim" else 1), args.clients, -1)
@@ -381,7 +419,7 @@ def main() -> None:
                 result = phase(site, name, args.logins, args.clients, round_index,
                                Path(args.profile) if args.profile else None)
                 results[name].append(result)
-                total += result.count if name in ("oidc", "saml", "saml200", "scim") else 0
+                total += result.count if name in TRANSOM_SCENARIOS else 0
             print(f"round {round_index + 1}/{args.rounds} done, load average {load_average()}")
         rss_after = site.servers["transom"].rss()
         table = {name: summary(rs) for name, rs in results.items()}

@@ -77,3 +77,28 @@ def test_the_cap_is_checked_on_the_first_start_and_every_thousandth(monkeypatch:
     checks = [loginstate._cap_check_due("acct-1") for _ in range(2 * loginstate.CAP_CHECK_EVERY_STARTS + 1)]
     assert [i for i, due in enumerate(checks) if due] == [0, 1000, 2000]
     assert loginstate._cap_check_due("acct-2")
+
+
+def test_an_accounts_first_start_sweeps_its_expired_states_then_once_a_second(
+        make_runtime: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    fake = okta_org_fake()
+    runtime = build(make_runtime, fake, okta_connector())
+    past = datetime.now(UTC) - timedelta(minutes=1)
+    with runtime.db.transaction() as db:
+        account_id = db.scalar(select(Account.id).where(Account.name == "acme"))
+        db.execute(insert(LoginState), [
+            {"key": f"expired-{i}", "account_id": account_id, "connector_id": "acme-okta", "protocol": "oidc",
+             "created_at": past, "expires_at": past} for i in range(5)])
+    with client_for(runtime) as client:
+        start_login(client, "acme-okta")  # the account's first start in this process: swept
+        assert pending(runtime) == 1
+        with runtime.db.transaction() as db:
+            db.execute(insert(LoginState), [{"key": "expired-late", "account_id": account_id,
+                                             "connector_id": "acme-okta", "protocol": "oidc",
+                                             "created_at": past, "expires_at": past}])
+        start_login(client, "acme-okta")  # within the second: not swept again
+        assert pending(runtime) == 3
+        monkeypatch.setattr(loginstate, "_last_sweep", {})  # a second later
+        start_login(client, "acme-okta")
+        assert pending(runtime) == 3  # the expired row went, the new start came
+    assert loginstate._sweep_due("acct-x") and not loginstate._sweep_due("acct-x")

@@ -55,6 +55,12 @@ def test_trace_level_maps_to_debug_for_the_stdlib() -> None:
     assert logging_config("TRACE", "json")["root"]["level"] == "DEBUG"
 
 
+def test_log_level_applies_to_access_lines() -> None:
+    """Access lines are INFO records: WARNING leaves them out (docs/operations.md)."""
+    assert logging_config("WARNING", "text")["loggers"]["uvicorn.access"]["level"] == "WARNING"
+    assert logging_config("INFO", "json")["loggers"]["uvicorn.access"]["level"] == "INFO"
+
+
 def test_request_id_header_is_taken_or_made(client: TestClient) -> None:
     given = client.get("/healthz", headers={"x-request-id": "edge-42"})
     assert given.headers["x-request-id"] == "edge-42"

@@ -21,6 +21,7 @@ import hmac
 import logging
 import secrets
 import threading
+import time
 from datetime import UTC, datetime, timedelta
 
 from fastapi import Request, Response
@@ -45,6 +46,10 @@ CAP_CHECK_EVERY_STARTS = 1000
 #: starts per account since the last check, per process
 _cap_checked: dict[str, int] = {}
 _cap_checked_guard = threading.Lock()
+#: the expiry sweep runs on an account's first start in a process, then at most this often:
+#: expired rows are refused at the callback anyway, so they need not go on every start
+SWEEP_EVERY_SECONDS = 1.0
+_last_sweep: dict[str, float] = {}
 
 
 def _digest(value: str) -> str:
@@ -77,14 +82,18 @@ def create_login_state(
     key: str | None = None,
     nonce: str | None = None,
     code_verifier: str | None = None,
+    fresh_binding: bool = False,
 ) -> LoginState:
+    """``fresh_binding``: the binding was minted by this very request, so the browser has no
+    other pending states to trim."""
     now = datetime.now(UTC)
     server = runtime.config.server
     # Expired rows of this account are swept here so the table stays small without a job;
     # an index range, so the cost does not grow with the table (transom.purges).
-    db.execute(expired_login_states(account.id, now))
+    if _sweep_due(account.id):
+        db.execute(expired_login_states(account.id, now))
     digest = _digest(binding) if binding else None
-    if digest is not None:
+    if digest is not None and not fresh_binding:
         drop_browser_overflow(db, account_id=account.id, binding_digest=digest,
                               keep=server.login_states_per_browser - 1)
     row = LoginState(
@@ -148,6 +157,16 @@ def enforce_account_cap(db: Session, *, account_id: str, cap: int) -> int:
     dropped: int = result.rowcount  # type: ignore[attr-defined]
     log.warning("pending login states over the cap account=%s cap=%d dropped_oldest=%d", account_id, cap, dropped)
     return dropped
+
+
+def _sweep_due(account_id: str) -> bool:
+    now = time.monotonic()
+    with _cap_checked_guard:
+        last = _last_sweep.get(account_id)
+        if last is not None and now - last < SWEEP_EVERY_SECONDS:
+            return False
+        _last_sweep[account_id] = now
+        return True
 
 
 def _cap_check_due(account_id: str) -> bool:

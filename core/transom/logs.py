@@ -86,7 +86,9 @@ def logging_config(level: str, fmt: str) -> dict[str, Any]:
             # uvicorn's own loggers keep their names but print through the same handler
             "uvicorn": {"handlers": [], "level": level, "propagate": True},
             "uvicorn.error": {"handlers": [], "level": level, "propagate": True},
-            "uvicorn.access": {"handlers": [], "level": "INFO", "propagate": True},
+            # access lines are INFO records: log_level = "WARNING" leaves them out, as uvicorn's
+            # own --log-level does
+            "uvicorn.access": {"handlers": [], "level": level, "propagate": True},
         },
     }
 

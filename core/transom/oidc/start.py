@@ -17,7 +17,8 @@ from transom.runtime import Runtime
 log = logging.getLogger("transom.sso")
 
 
-def start_oidc_login(runtime: Runtime, connector: Connector, *, next_path: str | None, binding: str) -> str:
+def start_oidc_login(runtime: Runtime, connector: Connector, *, next_path: str | None, binding: str,
+                     fresh_binding: bool = False) -> str:
     """The state row is written in its own short transaction; returns the IdP URL."""
     # a discovery provider gets its endpoints from the (cached) discovery document
     provider = resolve(runtime.http, runtime.discovery, runtime.plugins.oidc_provider(connector))
@@ -27,7 +28,8 @@ def start_oidc_login(runtime: Runtime, connector: Connector, *, next_path: str |
     with runtime.db.transaction() as db:
         account = directory.connector_account(db, connector=connector)
         create_login_state(db, runtime, account=account, connector=connector, binding=binding,
-                           next_path=next_path, key=state, nonce=nonce, code_verifier=verifier)
+                           next_path=next_path, key=state, nonce=nonce, code_verifier=verifier,
+                           fresh_binding=fresh_binding)
     log.info("OIDC login started connector=%s", connector.id)
     return authorization_url(provider, redirect_uri=callback_url(runtime), state=state, nonce=nonce,
                              code_verifier=verifier)

@@ -21,7 +21,8 @@ log = logging.getLogger("transom.saml")
 
 
 def start_saml_login(
-    runtime: Runtime, db: Session, *, connector: Connector, next_path: str | None, binding: str | None
+    runtime: Runtime, db: Session, *, connector: Connector, next_path: str | None, binding: str | None,
+    fresh_binding: bool = False,
 ) -> str:
     """Build an HTTP-Redirect AuthnRequest, remember its ID as a single-use login state and
     return the IdP URL to redirect the browser to. No RelayState is sent: ``next`` lives in
@@ -36,7 +37,7 @@ def start_saml_login(
     request_id = request.get_id()
     create_login_state(
         db, runtime, account=account, connector=connector, binding=binding,
-        next_path=safe_next(next_path) if next_path else None, key=request_id,
+        next_path=safe_next(next_path) if next_path else None, key=request_id, fresh_binding=fresh_binding,
     )
     query = urllib.parse.urlencode({"SAMLRequest": request.get_request(deflate=True)})
     separator = "&" if "?" in idp.sso_url else "?"
