@@ -4,17 +4,22 @@ transom.testing served over real HTTP on 127.0.0.1, reachable and not."""
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 from conftest import RuntimeFactory, client_for
 from ops_support import clean_env, run_cli, serve_handler, write_config
+from pydantic import BaseModel, ConfigDict
 
 from transom import directory
+from transom.connector import Claims, Connector, ConnectorType, OidcProvider, ProbeCheck
+from transom.errors import UpstreamError
+from transom.hookspecs import hookimpl
 from transom.idphttp import MeteredClient
 from transom.metrics import REGISTRY
 from transom.probe import probe_connector, table
@@ -91,7 +96,7 @@ def test_issuer_mismatch_and_skewed_clock(make_runtime: RuntimeFactory, monkeypa
     assert not result.ok
     assert checks(result) == [("discovery", "fail"), ("jwks", "ok"), ("clock", "fail")]
     assert result.issuer_match is False
-    assert "'https://evil.example.test' is not the configured" in result.checks[0].detail
+    assert "'https://evil.example.test' is none of the configured" in result.checks[0].detail
     assert result.clock_skew_seconds is not None and 590 <= result.clock_skew_seconds <= 610
     assert "beyond clock_skew_seconds=120" in result.checks[-1].detail
 
@@ -102,8 +107,10 @@ def test_unreachable_oidc_idp(make_runtime: RuntimeFactory, monkeypatch: Any) ->
     runtime = bound(make_runtime, [okta(issuer)])
     result = probe_connector(runtime.plugins, runtime.http, runtime.connector("acme-okta"))
     assert not result.ok
-    assert checks(result) == [("discovery", "fail"), ("jwks", "fail")]
-    assert result.checks[0].detail == "unreachable (ConnectError)"
+    # okta names its endpoints: the login needs no discovery document, the JWKS it needs
+    assert checks(result) == [("discovery", "info"), ("jwks", "fail")]
+    assert result.checks[1].detail == "unreachable (ConnectError)"
+    assert "unreachable (ConnectError)); not needed" in result.checks[0].detail
     assert result.clock_skew_seconds is None
     assert REGISTRY.get_sample_value("transom_idp_requests_total", {
         "connector": "acme-okta", "kind": "discovery", "outcome": "unreachable"}) >= 1  # type: ignore[operator]
@@ -162,8 +169,132 @@ def test_entra_graph_app_token_when_overage_lookup_is_on(make_runtime: RuntimeFa
         refused = probe_connector(runtime.plugins, runtime.http, runtime.connector("acme-entra"))
     assert checks(ok) == [("discovery", "ok"), ("jwks", "ok"), ("graph", "ok"), ("clock", "ok")]
     assert checks(refused)[2] == ("graph", "fail")
-    assert refused.checks[2].detail == "no app token for Graph: HTTP 401 invalid_client"
+    assert refused.checks[2].detail == ("no app token for Graph: the Entra token endpoint answered HTTP 401 "
+                                        "(invalid_client)")
     assert "graph-secret" not in json.dumps([ok.as_json(), refused.as_json()])
+
+
+def test_discovery_based_provider_uses_the_documents_jwks_uri(make_runtime: RuntimeFactory) -> None:
+    """generic_oidc names no endpoints: the probe, like the login, needs the document, whose
+    issuer must equal the configured one exactly, and fetches the JWKS it names."""
+    holder: dict[str, FakeOidcIdp] = {}
+
+    def make(base: str) -> Handler:
+        holder["fake"] = FakeOidcIdp(issuer=f"{base}/realms/acme", client_id="app")
+        return holder["fake"].handle
+
+    with serve_handler(make) as base:
+        generic = {"id": "acme-kc", "type": "generic_oidc", "account": "acme",
+                   "settings": {"issuer": f"{base}/realms/acme", "client_id": "app"}}
+        wrong = {"id": "acme-kc-slash", "type": "generic_oidc", "account": "acme",
+                 "settings": {"issuer": f"{base}/realms/acme/", "client_id": "app"}}
+        runtime = bound(make_runtime, [generic, wrong])
+        good = probe_connector(runtime.plugins, runtime.http, runtime.connector("acme-kc"))
+        slash = probe_connector(runtime.plugins, runtime.http, runtime.connector("acme-kc-slash"))
+    assert checks(good) == [("discovery", "ok"), ("jwks", "ok"), ("clock", "ok")]
+    assert good.ok and good.keys == 1 and good.checks[1].url == holder["fake"].jwks_uri
+    # "…/acme/" is not "…/acme": the login would refuse the document, so the probe fails it
+    assert checks(slash)[0] == ("discovery", "fail") and not slash.ok
+    assert "is not the configured" in slash.checks[0].detail
+
+
+class EntraV1Settings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    authority: str
+
+
+class EntraV1Plugin:
+    """An IdP that, like Entra's v1 endpoint, names its endpoints and has an issuer
+    (``https://sts.windows.net/{tid}/``) that publishes no discovery document."""
+
+    def __init__(self, *, with_v2: bool) -> None:
+        self.with_v2 = with_v2
+
+    @hookimpl
+    def transom_connector_type(self) -> ConnectorType:
+        return ConnectorType(name="entra_v1", protocols=("oidc",), settings_model=EntraV1Settings)
+
+    @hookimpl
+    def transom_oidc_provider(self, connector: Connector[EntraV1Settings]) -> OidcProvider:
+        base = connector.settings.authority
+        v1, v2 = f"{base}/sts/{TENANT}/", f"{base}/{TENANT}/v2.0"
+        return OidcProvider(issuers=(v1, v2) if self.with_v2 else (v1,),
+                            authorization_endpoint=f"{base}/{TENANT}/oauth2/v2.0/authorize",
+                            token_endpoint=f"{base}/{TENANT}/oauth2/v2.0/token",
+                            jwks_uri=f"{base}/{TENANT}/discovery/v2.0/keys", client_id="app", client_secret=None)
+
+    @hookimpl
+    def transom_extract_claims(self, connector: Connector, payload: Mapping[str, Any]) -> Claims:
+        return Claims(subject=str(payload["oid"]))
+
+
+@pytest.mark.parametrize("with_v2", [True, False], ids=["v2 issuer listed too", "v1 issuer only"])
+def test_entra_v1_issuer_without_discovery_is_not_a_failure(make_runtime: RuntimeFactory, with_v2: bool) -> None:
+    def make(base: str) -> Handler:
+        # discovery only at the v2 issuer, as Entra: sts.windows.net publishes none
+        return FakeOidcIdp(issuer=f"{base}/{TENANT}/v2.0", client_id="app",
+                           jwks_uri=f"{base}/{TENANT}/discovery/v2.0/keys").handle
+
+    with serve_handler(make) as base:
+        connector = {"id": "acme-v1", "type": "entra_v1", "account": "acme", "settings": {"authority": base}}
+        runtime = make_runtime([connector], http=MeteredClient(timeout=5),
+                               extra_plugins={"entra_v1": EntraV1Plugin(with_v2=with_v2)})
+        result = probe_connector(runtime.plugins, runtime.http, runtime.connector("acme-v1"))
+    assert result.ok, result.checks
+    if with_v2:
+        # the v1 issuer's missing document is skipped; the v2 document checks the tenant
+        assert checks(result) == [("discovery", "ok"), ("jwks", "ok"), ("clock", "ok")]
+        assert result.issuer_match is True and result.checks[0].detail == f"issuer {base}/{TENANT}/v2.0 matches"
+    else:
+        assert checks(result) == [("discovery", "info"), ("jwks", "ok"), ("clock", "ok")]
+        assert result.issuer_match is None
+        assert f"no discovery document for {base}/sts/{TENANT}/ (HTTP 404); not needed" in result.checks[0].detail
+        assert "acme-v1    entra_v1/oidc  discovery  INFO" in table([result])
+
+
+class ProbingPlugin(EntraV1Plugin):
+    """Adds its own checks through transom_probe: good ones, nonsense, or a refusal."""
+
+    def __init__(self, answer: Any) -> None:
+        super().__init__(with_v2=True)
+        self.answer = answer
+        self.seen: list[str] = []
+
+    @hookimpl
+    def transom_probe(self, connector: Connector, http: httpx.Client) -> list[ProbeCheck] | None:
+        self.seen.append(connector.id)
+        if isinstance(self.answer, Exception):
+            raise self.answer
+        result: list[ProbeCheck] | None = self.answer
+        return result
+
+
+@pytest.mark.parametrize(("answer", "expected"), [
+    ([ProbeCheck("licence", "warn", "expires in 9 days")], ("licence", "warn", "expires in 9 days")),
+    (None, None),
+    ([ProbeCheck("licence", "great", "?")], ("plugin", "fail", "connector 'acme-v1' returned invalid probe checks")),
+    (["not a check"], ("plugin", "fail", "connector 'acme-v1' returned invalid probe checks")),
+    (UpstreamError("the licence server is down"), ("plugin", "fail", "the licence server is down")),
+    (RuntimeError("boom"), ("plugin", "fail", "connector plugin failed in transom_probe for connector 'acme-v1'")),
+], ids=["own check", "nothing to add", "unknown status", "not a ProbeCheck", "TransomError", "crash"])
+def test_transom_probe_hook_adds_the_plugins_checks(make_runtime: RuntimeFactory, answer: Any,
+                                                    expected: tuple[str, str, str] | None) -> None:
+    plugin = ProbingPlugin(answer)
+
+    def make(base: str) -> Handler:
+        return FakeOidcIdp(issuer=f"{base}/{TENANT}/v2.0", client_id="app",
+                           jwks_uri=f"{base}/{TENANT}/discovery/v2.0/keys").handle
+
+    with serve_handler(make) as base:
+        connector = {"id": "acme-v1", "type": "entra_v1", "account": "acme", "settings": {"authority": base}}
+        runtime = make_runtime([connector], http=MeteredClient(timeout=5), extra_plugins={"entra_v1": plugin})
+        result = probe_connector(runtime.plugins, runtime.http, runtime.connector("acme-v1"))
+    assert plugin.seen == ["acme-v1"]
+    # the host's checks come first and are unaffected by what the plugin does
+    assert checks(result)[:2] == [("discovery", "ok"), ("jwks", "ok")]
+    own = [(c.kind, c.status, c.detail) for c in result.checks if c.kind not in ("discovery", "jwks", "clock")]
+    assert own == ([expected] if expected else [])
+    assert result.ok is (expected is None or expected[1] != "fail")
 
 
 def test_cli_probe_table_and_json(tmp_path: Path) -> None:
@@ -181,7 +312,8 @@ def test_cli_probe_table_and_json(tmp_path: Path) -> None:
     rows = text.stdout.splitlines()
     assert rows[0].split() == ["CONNECTOR", "TYPE", "CHECK", "STATUS", "DETAIL"]
     assert any(r.split()[:4] == ["acme-okta", "okta/oidc", "jwks", "OK"] for r in rows)
-    assert any(r.split()[:5] == ["acme-dead", "okta/oidc", "discovery", "FAIL", "unreachable"] for r in rows)
+    assert any(r.split()[:5] == ["acme-dead", "okta/oidc", "jwks", "FAIL", "unreachable"] for r in rows)
+    assert any(r.split()[:4] == ["acme-dead", "okta/oidc", "discovery", "INFO"] for r in rows)
     data = json.loads(as_json.stdout)
     assert as_json.returncode == 1 and data["ok"] is False and data["findings"] == []
     assert [(p["connector"], p["ok"], p["issuer_match"], p["keys"]) for p in data["probes"]] == [

@@ -194,6 +194,26 @@ class OidcProvider:
         return cls(issuers=(issuer,), client_id=client_id, client_secret=client_secret, **fields)
 
 
+#: the statuses of a :class:`ProbeCheck`; only ``fail`` makes a connector's probe fail
+PROBE_STATUSES = ("ok", "info", "warn", "fail")
+
+
+@dataclass(frozen=True)
+class ProbeCheck:
+    """One line of a connector's self-check (``transom check-config --probe``, the admin API
+    and console): the host's own (discovery, JWKS, metadata, certificates, clock) and what a
+    plugin's ``transom_probe`` adds (Entra: a Microsoft Graph app token)."""
+
+    #: what was checked: ``discovery``, ``jwks``, ``metadata``, ``certificate``, ``clock`` or
+    #: the plugin's own word (``graph``)
+    kind: str
+    #: one of :data:`PROBE_STATUSES`
+    status: str
+    #: one line for an operator; never a secret or token contents
+    detail: str
+    url: str | None = None
+
+
 @dataclass(frozen=True)
 class SamlIdp:
     """Where a SAML IdP lives: returned by ``transom_saml_idp``. The host merges metadata."""

@@ -37,7 +37,7 @@ import pluggy
 if TYPE_CHECKING:
     import httpx
 
-    from transom.connector import Claims, Connector, ConnectorType, OidcProvider, SamlIdp
+    from transom.connector import Claims, Connector, ConnectorType, OidcProvider, ProbeCheck, SamlIdp
 
 PROJECT = "transom"
 
@@ -191,4 +191,29 @@ def transom_scim_normalize(
 
     .. versionadded:: 0.1
     .. versionchanged:: 0.2 routed by connector type.
+    """
+
+
+@hookspec(firstresult=True)
+def transom_probe(connector: Connector, http: httpx.Client) -> list[ProbeCheck] | None:
+    """Check what ``connector`` depends on beyond the endpoints the host probes itself.
+
+    Called by ``transom check-config --probe``, ``GET /api/admin/connectors/{id}/check`` and
+    the admin console's "Check now", after the host's own checks (OIDC discovery and JWKS,
+    SAML metadata and certificates); never during a login. Fetch only what a login or a
+    lookup of this connector really needs (Entra: an app token for Microsoft Graph when the
+    groups overage is looked up), and drop what you fetched unread.
+
+    :param connector: a configured connector of this plugin's type.
+    :param http: a synchronous ``httpx.Client`` (the host's, with its timeouts and metrics).
+    :return: the checks to add to the report, each a
+        :class:`~transom.connector.ProbeCheck` whose ``status`` is ``ok``, ``info``, ``warn``
+        or ``fail`` and whose ``detail`` holds no secret or token contents; ``None`` (or an
+        empty list) when there is nothing more to check. Report an unreachable dependency as
+        a ``fail`` check rather than raising; a ``TransomError`` raised here is reported as
+        one failed ``plugin`` check.
+
+    Routed to the plugin of ``connector.type`` only.
+
+    .. versionadded:: 0.2
     """

@@ -19,7 +19,7 @@ import httpx
 import pluggy
 
 from transom import hookspecs, metrics
-from transom.connector import Claims, Connector, ConnectorType, OidcProvider, SamlIdp
+from transom.connector import PROBE_STATUSES, Claims, Connector, ConnectorType, OidcProvider, ProbeCheck, SamlIdp
 from transom.errors import ConfigError, ConnectorError, TransomError
 from transom.observe import note_connector
 
@@ -115,6 +115,10 @@ class _FailClosed:
     @hookspecs.hookimpl(wrapper=True, specname="transom_scim_normalize")
     def guard_scim_normalize(self, connector: Connector) -> Generator[None, Any, Any]:
         return (yield from self._guard("transom_scim_normalize", connector))
+
+    @hookspecs.hookimpl(wrapper=True, specname="transom_probe")
+    def guard_probe(self, connector: Connector) -> Generator[None, Any, Any]:
+        return (yield from self._guard("transom_probe", connector))
 
 
 def _check_hook_names(plugin: object, type_name: str) -> None:
@@ -291,6 +295,17 @@ class PluginHost:
         if result is not None and not isinstance(result, dict):
             raise ConnectorError(f"connector '{connector.id}' returned an invalid SCIM body")
         return result
+
+    def probe(self, connector: Connector, http: httpx.Client) -> list[ProbeCheck]:
+        """The plugin's own checks of what ``connector`` depends on (``transom.probe``)."""
+        note_connector(connector)
+        result = self._caller("transom_probe", connector.type)(connector=connector, http=http)
+        if result is None:
+            return []
+        if not isinstance(result, list | tuple) or not all(
+                isinstance(c, ProbeCheck) and c.status in PROBE_STATUSES for c in result):
+            raise ConnectorError(f"connector '{connector.id}' returned invalid probe checks")
+        return list(result)
 
 
 _GUARDS = "transom-core-guards"

@@ -1,12 +1,13 @@
 """Connector self-check (``transom check-config --probe``, ``GET /api/admin/connectors/{id}/check``):
 fetch what a connector depends on and say whether a login could work right now.
 
-- OIDC: the discovery document at ``{issuer}/.well-known/openid-configuration`` (its
-  ``issuer`` must equal a configured one) and the JWKS (how many keys, how many usable).
+- OIDC: the discovery document (required and exact as at login for a provider completed by
+  discovery; optional for one that names its endpoints) and the JWKS (how many keys, how
+  many usable).
 - SAML: the metadata URL when one is set (entity ID, signing certificates); the expiry of
   every configured certificate.
-- Entra with group sync and client credentials: an app-only token for Microsoft Graph (only
-  whether one is issued; the token itself is dropped unread).
+- Whatever the connector's plugin checks in its ``transom_probe`` hook (Entra with group
+  sync: an app-only token for Microsoft Graph, dropped unread).
 - Clock skew: the IdP's ``Date`` header against our clock.
 
 Nothing here raises on an IdP problem: every problem becomes a :class:`ProbeCheck` that is not
@@ -26,23 +27,17 @@ from typing import Any
 import httpx
 
 from transom.certs import CertificateProblem, MetadataSummary, expiry, load_certificate, parse_metadata
-from transom.connector import Connector
+from transom.connector import Connector, OidcProvider, ProbeCheck
 from transom.errors import TransomError
 from transom.observe import CURRENT, RequestInfo, new_request_id, note_connector
+from transom.oidc.discovery import WELL_KNOWN, discovery_url
 from transom.plugins import PluginHost
 
 #: a JWKS or metadata document bigger than this is not one
 _MAX_BYTES = 512 * 1024
 #: a skew beyond the configured clock_skew_seconds fails logins; warn at half of it
-OK, WARN, FAIL = "ok", "warn", "fail"
-
-
-@dataclass
-class ProbeCheck:
-    kind: str  # discovery, jwks, metadata, certificate, graph, clock
-    status: str  # ok, warn, fail
-    detail: str
-    url: str | None = None
+#: ``info`` is a note that does not fail the probe (a discovery document the login does not need)
+OK, INFO, WARN, FAIL = "ok", "info", "warn", "fail"
 
 
 @dataclass
@@ -106,9 +101,14 @@ def probe_connector(plugins: PluginHost, http: httpx.Client, connector: Connecto
                 _probe_oidc(plugins, fetcher, connector, result)
             else:
                 _probe_saml(plugins, fetcher, connector, result)
-            _probe_graph(fetcher, connector, result)
         except TransomError as exc:  # the plugin refused to describe the IdP
             result.add("config", FAIL, exc.message)
+        try:
+            # what only the plugin knows to check (Entra: a Graph app token), through the
+            # transom_probe hook rather than by reading its settings by name
+            result.checks.extend(plugins.probe(connector, http))
+        except TransomError as exc:
+            result.add("plugin", FAIL, exc.message)
         _clock(fetcher, result, clock_skew_seconds)
         return result
     finally:
@@ -128,49 +128,102 @@ def _json(response: httpx.Response) -> Any:
         return None
 
 
-def _probe_oidc(plugins: PluginHost, fetcher: _Fetcher, connector: Connector, result: ConnectorProbe) -> None:
-    provider = plugins.oidc_provider(connector)
-    issuer = provider.issuers[0]
-    url = issuer.rstrip("/") + "/.well-known/openid-configuration"
+#: issuers whose discovery document the probe tries, for a provider that does not need one
+_MAX_OPTIONAL_DISCOVERY = 4
+
+
+def _discovery_document(fetcher: _Fetcher, url: str) -> tuple[dict[str, Any] | None, str]:
+    """The discovery document at ``url`` (one with an ``issuer``), else why not."""
     response, why = fetcher.fetch("discovery", "GET", url, headers={"accept": "application/json"})
     if response is None:
-        result.add("discovery", FAIL, why, url)
-    elif response.status_code != 200:
-        result.add("discovery", FAIL, f"HTTP {response.status_code}", url)
-    else:
-        doc = _json(response)
-        found = doc.get("issuer") if isinstance(doc, dict) else None
-        if not isinstance(found, str):
-            result.add("discovery", FAIL, "not an OpenID discovery document (no issuer)", url)
+        return None, why
+    if response.status_code != 200:
+        return None, f"HTTP {response.status_code}"
+    doc = _json(response)
+    if not isinstance(doc, dict) or not isinstance(doc.get("issuer"), str):
+        return None, "not an OpenID discovery document (no issuer)"
+    return doc, ""
+
+
+def _probe_oidc(plugins: PluginHost, fetcher: _Fetcher, connector: Connector, result: ConnectorProbe) -> None:
+    """As the login does it: a provider completed by discovery (``discovery`` /
+    ``discovery_url``) needs its document, whose ``issuer`` must equal ``issuers[0]``
+    exactly, and takes its JWKS URL from it. A provider that names its endpoints needs no
+    document: the probe tries the configured issuers' (Entra lists its v2 issuer and its v1
+    issuer ``https://sts.windows.net/{tid}/``, which publishes none) as a check of the
+    issuer, and reports finding none as a note, not a failure."""
+    provider = plugins.oidc_provider(connector)
+    jwks_uri = provider.jwks_uri
+    if provider.discovery or provider.discovery_url:
+        url = discovery_url(provider)
+        doc, why = _discovery_document(fetcher, url)
+        if doc is None:
+            result.add("discovery", FAIL, why, url)
         else:
-            result.issuer_match = found in provider.issuers
+            found = doc["issuer"]
+            result.issuer_match = found == provider.issuers[0]
             if result.issuer_match:
                 result.add("discovery", OK, f"issuer {found} matches", url)
             else:
-                result.add("discovery", FAIL, f"issuer {found!r} is not the configured {issuer!r}", url)
+                result.add("discovery", FAIL, f"issuer {found!r} is not the configured {provider.issuers[0]!r}", url)
             advertised = doc.get("jwks_uri")
-            if isinstance(advertised, str) and advertised != provider.jwks_uri:
-                result.add("jwks", WARN, f"discovery names jwks_uri {advertised}, the connector uses "
-                           f"{provider.jwks_uri}", provider.jwks_uri)
-    response, why = fetcher.fetch("jwks", "GET", provider.jwks_uri, headers={"accept": "application/json"})
+            if not jwks_uri and isinstance(advertised, str):
+                jwks_uri = advertised
+            elif isinstance(advertised, str) and advertised != jwks_uri:
+                result.add("jwks", WARN, f"discovery names jwks_uri {advertised}, the connector uses {jwks_uri}",
+                           jwks_uri)
+    else:
+        _optional_discovery(fetcher, provider, result)
+    if not jwks_uri:
+        result.add("jwks", FAIL, "no jwks_uri: neither the connector nor its discovery document names one")
+        return
+    _probe_jwks(fetcher, jwks_uri, result)
+
+
+def _optional_discovery(fetcher: _Fetcher, provider: OidcProvider, result: ConnectorProbe) -> None:
+    tried: list[str] = []
+    for issuer in list(dict.fromkeys(provider.issuers))[:_MAX_OPTIONAL_DISCOVERY]:
+        url = issuer.rstrip("/") + WELL_KNOWN
+        doc, why = _discovery_document(fetcher, url)
+        if doc is None:
+            tried.append(f"{issuer} ({why})")
+            continue
+        found = doc["issuer"]
+        result.issuer_match = found in provider.issuers
+        if result.issuer_match:
+            result.add("discovery", OK, f"issuer {found} matches", url)
+        else:
+            result.add("discovery", FAIL, f"issuer {found!r} is none of the configured {', '.join(provider.issuers)}",
+                       url)
+        advertised = doc.get("jwks_uri")
+        if isinstance(advertised, str) and advertised != provider.jwks_uri:
+            result.add("jwks", WARN, f"discovery names jwks_uri {advertised}, the connector uses "
+                       f"{provider.jwks_uri}", provider.jwks_uri)
+        return
+    result.add("discovery", INFO, f"no discovery document for {'; '.join(tried)}; not needed: the connector "
+               "names its endpoints (the issuer is checked on every id_token)")
+
+
+def _probe_jwks(fetcher: _Fetcher, jwks_uri: str, result: ConnectorProbe) -> None:
+    response, why = fetcher.fetch("jwks", "GET", jwks_uri, headers={"accept": "application/json"})
     if response is None:
-        result.add("jwks", FAIL, why, provider.jwks_uri)
+        result.add("jwks", FAIL, why, jwks_uri)
         return
     if response.status_code != 200:
-        result.add("jwks", FAIL, f"HTTP {response.status_code}", provider.jwks_uri)
+        result.add("jwks", FAIL, f"HTTP {response.status_code}", jwks_uri)
         return
     doc = _json(response)
     keys = doc.get("keys") if isinstance(doc, dict) else None
     if not isinstance(keys, list):
-        result.add("jwks", FAIL, "not a JWKS document (no keys array)", provider.jwks_uri)
+        result.add("jwks", FAIL, "not a JWKS document (no keys array)", jwks_uri)
         return
     signing = [k for k in keys if isinstance(k, dict) and k.get("use", "sig") == "sig" and k.get("kty") in
                ("RSA", "EC", "OKP")]
     result.keys = len(signing)
     if not signing:
-        result.add("jwks", FAIL, f"{len(keys)} keys, none usable for signatures", provider.jwks_uri)
+        result.add("jwks", FAIL, f"{len(keys)} keys, none usable for signatures", jwks_uri)
     else:
-        result.add("jwks", OK, f"{len(signing)} signing key(s) of {len(keys)}", provider.jwks_uri)
+        result.add("jwks", OK, f"{len(signing)} signing key(s) of {len(keys)}", jwks_uri)
 
 
 def _probe_saml(plugins: PluginHost, fetcher: _Fetcher, connector: Connector, result: ConnectorProbe) -> None:
@@ -223,35 +276,6 @@ def _fetch_metadata(fetcher: _Fetcher, url: str, result: ConnectorProbe) -> Meta
     except ValueError as exc:
         result.add("metadata", FAIL, str(exc), url)
         return None
-
-
-def _probe_graph(fetcher: _Fetcher, connector: Connector, result: ConnectorProbe) -> None:
-    """Entra only (its settings carry ``graph_url``): the overage lookup needs an app token.
-    Read off the settings by name, so the core does not import the plugin."""
-    settings = connector.settings
-    graph_url = getattr(settings, "graph_url", None)
-    client_id = getattr(settings, "client_id", None)
-    secret = getattr(settings, "client_secret", None)
-    if not graph_url or not connector.syncs_groups:
-        return
-    if not client_id or secret is None:
-        result.add("graph", WARN, "no client_id/client_secret: users in too many groups keep their memberships "
-                   "unchanged (overage cannot be looked up)")
-        return
-    tenant = getattr(settings, "tenant_id", "")
-    url = f"{settings.authority}/{tenant}/oauth2/v2.0/token"  # type: ignore[attr-defined]
-    form = {"grant_type": "client_credentials", "client_id": client_id,
-            "client_secret": secret.get_secret_value(), "scope": f"{graph_url}/.default"}
-    response, why = fetcher.fetch("graph", "POST", url, data=form)
-    if response is None:
-        result.add("graph", FAIL, f"token endpoint {why}", url)
-    elif response.status_code != 200:
-        doc = _json(response)
-        error = doc.get("error") if isinstance(doc, dict) else None
-        result.add("graph", FAIL, f"no app token for Graph: HTTP {response.status_code}"
-                   + (f" {error}" if isinstance(error, str) else ""), url)
-    else:
-        result.add("graph", OK, "app token for Microsoft Graph issued", url)
 
 
 def _clock(fetcher: _Fetcher, result: ConnectorProbe, allowed: int) -> None:

@@ -16,6 +16,7 @@ from transom.connector import (
     Connector,
     ConnectorType,
     OidcProvider,
+    ProbeCheck,
     SamlIdp,
     SamlSettings,
 )
@@ -141,6 +142,32 @@ def transom_lookup_group_ids(
         client_id=settings.client_id, client_secret=settings.client_secret.get_secret_value(),
     )
     return graph.transitive_group_ids(creds, object_id=oid, http=http)
+
+
+@hookimpl
+def transom_probe(connector: Connector[AzureAdSettings], http: httpx.Client) -> list[ProbeCheck] | None:
+    """The groups-overage lookup needs an app-only token for Microsoft Graph: ask for one, as
+    the lookup does, and drop it unread (not cached: the probe says what Entra answers now)."""
+    from transom.errors import UpstreamError
+    from transom_azure_ad import graph
+
+    settings = connector.settings
+    if not connector.syncs_groups:
+        return None
+    if not settings.client_id or settings.client_secret is None:
+        return [ProbeCheck("graph", "warn", "no client_id/client_secret: users in too many groups keep their "
+                           "memberships unchanged (overage cannot be looked up)")]
+    # the home tenant; a multi-tenant app ("organizations") asks in its first allowed tenant
+    tenant = settings.allowed_tenants[0] if settings.allowed_tenants else settings.tenant_id
+    creds = graph.GraphCredentials(
+        authority=settings.authority, graph_url=settings.graph_url, tenant=tenant,
+        client_id=settings.client_id, client_secret=settings.client_secret.get_secret_value(),
+    )
+    try:
+        graph.request_app_token(creds, http)
+    except UpstreamError as exc:
+        return [ProbeCheck("graph", "fail", f"no app token for Graph: {exc.message}", graph.token_url(creds))]
+    return [ProbeCheck("graph", "ok", "app token for Microsoft Graph issued", graph.token_url(creds))]
 
 
 

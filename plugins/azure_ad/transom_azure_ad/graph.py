@@ -116,9 +116,13 @@ def _upstream(what: str, response: httpx.Response, *, advice: str | None = None)
     return UpstreamError(message + (f"; {advice}" if advice else ""))
 
 
+def token_url(creds: GraphCredentials) -> str:
+    return f"{creds.authority}/{quote(creds.tenant, safe='')}/oauth2/v2.0/token"
+
+
 def request_app_token(creds: GraphCredentials, http: httpx.Client) -> tuple[str, float]:
     """Client-credentials grant at the tenant's v2.0 token endpoint: (token, lifetime s)."""
-    url = f"{creds.authority}/{quote(creds.tenant, safe='')}/oauth2/v2.0/token"
+    url = token_url(creds)
     try:
         response = http.post(
             url,
