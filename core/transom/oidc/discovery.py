@@ -18,13 +18,10 @@ endpoint and the signing algorithms (docs/oidc.md, Discovery).
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
-import math
-import threading
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -33,9 +30,10 @@ import httpx
 from transom.connector import OidcProvider
 from transom.errors import ConfigError, UpstreamError
 from transom.oidc.algorithms import ALLOWED_ALGORITHMS, DEFAULT_ALGORITHMS, allowed
-from transom.oidc.common import UnknownSigningKey, cache_ttl
+from transom.oidc.common import UnknownSigningKey
 from transom.oidc.idtoken import verify_id_token
 from transom.oidc.jwks import JwksCache
+from transom.oidc.urlcache import UrlCache, UrlEntry
 
 log = logging.getLogger("transom.oidc")
 
@@ -66,16 +64,12 @@ class ProviderMetadata:
 
 
 @dataclass
-class _Entry:
+class _Entry(UrlEntry):
     document: ProviderMetadata | None = None
-    expires_at: float = 0.0
-    last_attempt: float = -math.inf
     last_error: UpstreamError | None = None
-    lock: threading.Lock = field(default_factory=threading.Lock)
-    fetches: int = 0
 
 
-class DiscoveryCache:
+class DiscoveryCache(UrlCache[_Entry]):
     """Per-process cache of discovery documents (see the module docstring for the rules)."""
 
     def __init__(
@@ -88,25 +82,8 @@ class DiscoveryCache:
         max_bytes: int = MAX_DISCOVERY_BYTES,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self.cooldown = cooldown
-        self.default_ttl = default_ttl
-        self.min_ttl = min_ttl
-        self.max_ttl = max_ttl
-        self.max_bytes = max_bytes
-        self._clock = clock
-        self._entries: dict[str, _Entry] = {}
-        self._entries_lock = threading.Lock()
-
-    def fetch_count(self, url: str) -> int:
-        entry = self._entries.get(url)
-        return entry.fetches if entry else 0
-
-    def _entry(self, url: str) -> _Entry:
-        with self._entries_lock:
-            entry = self._entries.get(url)
-            if entry is None:
-                entry = self._entries[url] = _Entry()
-            return entry
+        super().__init__(_Entry, cooldown=cooldown, default_ttl=default_ttl, min_ttl=min_ttl, max_ttl=max_ttl,
+                         max_bytes=max_bytes, clock=clock)
 
     def metadata(self, http: httpx.Client, url: str, issuer: str, *, refresh: bool = False) -> ProviderMetadata:
         """The document for ``issuer`` at ``url``; ``refresh`` asks for a refetch (unknown
@@ -157,28 +134,10 @@ class DiscoveryCache:
                 "and that the IdP is reachable from the server",
             )
 
-        try:
-            with http.stream("GET", url, headers={"Accept": "application/json"}, follow_redirects=False) as response:
-                if response.status_code != 200:
-                    raise fail(f"HTTP {response.status_code}")
-                body = bytearray()
-                for chunk in response.iter_bytes():
-                    body.extend(chunk)
-                    if len(body) > self.max_bytes:
-                        raise fail(f"document over {self.max_bytes} bytes")
-                cache_control = response.headers.get("cache-control", "")
-        except httpx.HTTPError as exc:
-            raise fail(type(exc).__name__) from None
-        try:
-            document = json.loads(bytes(body))
-        except (ValueError, RecursionError):
-            raise fail("not JSON") from None
+        document, cache_control = self._get_json(http, url, fail)
         if not isinstance(document, dict):
             raise fail("not a JSON object")
         return _parse(document, fail), self._ttl(cache_control)
-
-    def _ttl(self, cache_control: str) -> float:
-        return cache_ttl(cache_control, default=self.default_ttl, low=self.min_ttl, high=self.max_ttl)
 
 
 def _url(value: Any) -> str | None:

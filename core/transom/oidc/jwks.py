@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import math
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -15,7 +13,8 @@ import httpx
 
 from transom.errors import UpstreamError
 from transom.oidc.algorithms import PublicJwk, Verifier, parse_jwk
-from transom.oidc.common import KID_MAX, TOKEN_REFUSED, UnknownSigningKey, cache_ttl, printable, token_refused
+from transom.oidc.common import KID_MAX, TOKEN_REFUSED, UnknownSigningKey, printable, token_refused
+from transom.oidc.urlcache import UrlCache, UrlEntry
 
 log = logging.getLogger("transom.oidc")
 
@@ -33,18 +32,13 @@ class _KeySet:
 
 
 @dataclass
-class _JwksEntry:
+class _JwksEntry(UrlEntry):
     keys: _KeySet | None = None
-    expires_at: float = 0.0
-    #: monotonic time of the last fetch attempt (success or failure): the cooldown anchor
-    last_attempt: float = -math.inf
     #: kid -> monotonic time until which it is known to be absent (negative cache)
     missing: dict[str, float] = field(default_factory=dict)
-    lock: threading.Lock = field(default_factory=threading.Lock)
-    fetches: int = 0
 
 
-class JwksCache:
+class JwksCache(UrlCache[_JwksEntry]):
     """Per-process cache of IdP signing keys, keyed by ``jwks_uri``.
 
     * Keys are fetched on first use, kept for the document's ``Cache-Control: max-age``
@@ -71,27 +65,9 @@ class JwksCache:
         max_keys: int = 50,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self.cooldown = cooldown
-        self.default_ttl = default_ttl
-        self.min_ttl = min_ttl
-        self.max_ttl = max_ttl
-        self.max_bytes = max_bytes
+        super().__init__(_JwksEntry, cooldown=cooldown, default_ttl=default_ttl, min_ttl=min_ttl, max_ttl=max_ttl,
+                         max_bytes=max_bytes, clock=clock)
         self.max_keys = max_keys
-        self._clock = clock
-        self._entries: dict[str, _JwksEntry] = {}
-        self._entries_lock = threading.Lock()
-
-    def fetch_count(self, jwks_uri: str) -> int:
-        """How many times the URI was fetched (for tests and the login trace)."""
-        entry = self._entries.get(jwks_uri)
-        return entry.fetches if entry else 0
-
-    def _entry(self, jwks_uri: str) -> _JwksEntry:
-        with self._entries_lock:
-            entry = self._entries.get(jwks_uri)
-            if entry is None:
-                entry = self._entries[jwks_uri] = _JwksEntry()
-            return entry
 
     def key_for(self, http: httpx.Client, jwks_uri: str, kid: str | None, alg: str = "RS256") -> Verifier:
         """The one key that may have signed a token with this ``kid`` and ``alg``."""
@@ -181,23 +157,7 @@ class JwksCache:
         def fail(why: str) -> UpstreamError:
             return UpstreamError(f"the identity provider's signing keys could not be loaded: {why}")
 
-        try:
-            with http.stream("GET", jwks_uri, headers={"Accept": "application/json"},
-                             follow_redirects=False) as response:
-                if response.status_code != 200:
-                    raise fail(f"HTTP {response.status_code}")
-                body = bytearray()
-                for chunk in response.iter_bytes():
-                    body.extend(chunk)
-                    if len(body) > self.max_bytes:
-                        raise fail(f"document over {self.max_bytes} bytes")
-                cache_control = response.headers.get("cache-control", "")
-        except httpx.HTTPError as exc:
-            raise fail(type(exc).__name__) from None
-        try:
-            document = json.loads(bytes(body))
-        except (ValueError, RecursionError):
-            raise fail("not JSON") from None
+        document, cache_control = self._get_json(http, jwks_uri, fail)
         raw_keys = document.get("keys") if isinstance(document, dict) else None
         if not isinstance(raw_keys, list):
             raise fail("no 'keys' array")
@@ -224,6 +184,3 @@ class JwksCache:
         if skipped:
             log.info("JWKS uri=%s: skipped %d unusable keys", jwks_uri, skipped)
         return keys
-
-    def _ttl(self, cache_control: str) -> float:
-        return cache_ttl(cache_control, default=self.default_ttl, low=self.min_ttl, high=self.max_ttl)
