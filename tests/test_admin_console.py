@@ -262,3 +262,29 @@ def test_spaces_logins_connectors_and_audit_pages(site: tuple[Runtime, dict[str,
         assert "no user &#39;nobody&#39; in this account" in html(admin, "/admin/audit?user=nobody")
         user_page = html(admin, f"/admin/users/{ids['ada']}")
         assert "group.member_added" in user_page  # recent audit events on the user's page
+
+
+def test_connectors_page_checks_a_connector_on_demand(site: tuple[Runtime, dict[str, str]]) -> None:
+    """"Check now" runs the probe of GET /api/admin/connectors/{id}/check for one connector
+    (the SAML one here: configured certificates, nothing to fetch) and shows it on the page."""
+    runtime, _ = site
+    with signed_in(runtime) as admin:
+        page = html(admin, "/admin/connectors")
+        assert 'id="check-acme-saml"' in page and 'id="check-result"' not in page  # not probed on view
+        token = csrf_of(page)
+        answer = admin.post("/admin/connectors/acme-saml/check", data={"csrf": token}, headers={"accept": "text/html"})
+        assert answer.status_code == 200, answer.text[:300]
+        checks = table(answer.text, "probe-checks")
+        assert "certificate" in checks and '<span class="badge ok">ok</span>' in checks
+        assert 'id="health-acme-saml">healthy</span>' in answer.text
+        assert "Health of acme-saml: every check passed" in answer.text
+        assert 'id="health-acme-okta"' not in answer.text  # only the connector asked about
+        without_csrf = admin.post("/admin/connectors/acme-saml/check", headers={"accept": "text/html"})
+        assert without_csrf.status_code == 403
+        other = admin.post("/admin/connectors/nope/check", data={"csrf": token}, headers={"accept": "text/html"})
+        assert other.status_code == 404
+    with signed_in(runtime, "admin@other.example", "other") as stranger:
+        token = csrf_of(html(stranger, "/admin/groups"))
+        foreign = stranger.post("/admin/connectors/acme-saml/check", data={"csrf": token},
+                                headers={"accept": "text/html"})
+        assert foreign.status_code == 404  # another account's connector does not exist here

@@ -2,6 +2,7 @@
 Account Admin signs in with a password, maps a group to an IdP identifier on the Groups page,
 creates an API token and revokes it (the token stops working at once), deactivates a user
 whose next SSO login is then refused, and finds that refusal's reason in the login activity;
+checks the health of a connector with "Check now";
 an Account Member gets 403. With TRANSOM_SCREENSHOT_DIR set, every page is saved as a PNG.
 """
 
@@ -177,6 +178,18 @@ def test_admin_console_in_chromium(driver: Any, demo: tuple[DemoSite, str]) -> N
     by_id(driver, "nav-connectors").click()
     assert "demo-okta" in by_id(driver, "connectors").text
     shot(driver, "12-connectors")
+    # "Check now" runs the connector's probe (the development IdP's discovery and keys) and
+    # shows it; the SAML one is checked from the keyboard (Enter on the focused button)
+    by_id(driver, "check-demo-okta").click()
+    assert by_id(driver, "health-demo-okta").text == "healthy"
+    checked = by_id(driver, "probe-checks").text
+    assert "discovery" in checked and "jwks" in checked and "fail" not in checked
+    assert "Health of demo-okta: every check passed" in by_id(driver, "check-title").text
+    shot(driver, "12a-connector-check")
+    by_id(driver, "check-demo-saml").send_keys("\ue007")  # Enter
+    assert by_id(driver, "health-demo-saml").text == "healthy"
+    assert "certificate" in by_id(driver, "probe-checks").text
+    shot(driver, "12b-connector-check-keyboard")
     driver.find_element(By.LINK_TEXT, "demo-okta").click()
     assert by_id(driver, "value-1").text == f"{base_url}/api/accounts/idp-callback"
     shot(driver, "13-connector-oidc")

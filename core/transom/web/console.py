@@ -1,6 +1,6 @@
 """The admin console: server-rendered pages under ``/admin`` for an Account Admin's browser
 session (users, groups, spaces and roles, API tokens, login activity, connectors with their
-setup sheets, the audit log).
+setup sheets and an on-demand health check, the audit log).
 
 * Not signed in: redirect to the login page, back here afterwards. Signed in without the
   Account Admin role: 403. The admin API (``/api/admin``) is the same functionality for
@@ -31,6 +31,7 @@ from transom.directory import ACCOUNT_ADMIN, PERMISSIONS, name_key
 from transom.errors import Forbidden, NotFound, TransomError
 from transom.groups import user_is_group_synced
 from transom.models import Account, Group, GroupMembership, User
+from transom.probe import probe_connector
 from transom.sessions import COOKIE_NAME, session_user
 from transom.web.csrf import check_csrf, clear_flash, csrf_token, pop_flash, set_flash
 from transom.web.deps import DbSession, RowId, RuntimeDep, session_secret
@@ -395,7 +396,29 @@ def connectors_page(request: Request, runtime: RuntimeDep, db: DbSession) -> Res
     c = _console(request, runtime, db)
     last = login_activity.last_by_connector(db, account_ids=[c.account.id])
     return _page(c, "admin_connectors.html", "connectors", connectors=runtime.connectors_of_account(c.account.name),
-                 last=last)
+                 last=last, probe=None)
+
+
+@router.post("/connectors/{connector_id}/check")
+def connector_check(
+    connector_id: str, request: Request, runtime: RuntimeDep, db: DbSession,
+    csrf: Annotated[str | None, Form(max_length=200)] = None,
+) -> Response:
+    """"Check now": the probe of ``GET /api/admin/connectors/{id}/check`` and
+    ``check-config --probe`` (transom.probe), run on demand and shown on the connectors page.
+    Not run on every page view: it fetches from the IdP, seconds per connector when one is
+    slow. A POST with the CSRF token, because it makes Transom call out; it changes nothing,
+    so the page is rendered directly (no redirect)."""
+    c = _console(request, runtime, db)
+    check_csrf(c.secret, request, csrf)
+    connector = runtime.config.connectors.get(connector_id)
+    if connector is None or connector.account != c.account.name:
+        raise NotFound(f"no connector '{connector_id}' signs in to this account")
+    probe = probe_connector(runtime.plugins, runtime.http, connector,
+                            clock_skew_seconds=runtime.config.server.clock_skew_seconds)
+    last = login_activity.last_by_connector(db, account_ids=[c.account.id])
+    return _page(c, "admin_connectors.html", "connectors", connectors=runtime.connectors_of_account(c.account.name),
+                 last=last, probe=probe, checked_at=datetime.now(UTC))
 
 
 @router.get("/connectors/{connector_id}")
