@@ -10,7 +10,9 @@ Each run copies the project into a temporary folder and puts that copy first on
 ``PYTHONPATH``, so the working tree and the installed packages are never modified. A mutant
 is *killed* when the target's tests fail (or time out), *survived* when they pass. Mutants
 listed in ``bench/mutation_equivalent.txt`` (``target:line:operator`` with a reason) change
-no behaviour and are left out of the score. Results: docs/security.md.
+no behaviour and are left out of the score. A second site of the same operator on the same
+line gets ``@2`` (``@3``...) after the operator, so every key names one mutant. Results:
+docs/security.md.
 
 Operators (each applied at one site at a time): comparison swapped for its opposite
 (``==``/``!=``, ``<``/``>=``, ``in``/``not in``, ``is``/``is not``), ``and``/``or`` swapped,
@@ -28,6 +30,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 import tomllib
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -139,10 +142,17 @@ def mutants(target: Target) -> list[Mutant]:
     for n, node in enumerate(ast.walk(tree)):
         node._mutation_id = n  # type: ignore[attr-defined]
     found = []
+    seen: dict[tuple[int, str], int] = {}
     for node, operator in _sites(tree, _in_scope(tree, target.functions)):
         mutated = _Apply(node._mutation_id, operator).visit(copy.deepcopy(tree))  # type: ignore[attr-defined]
         ast.fix_missing_locations(mutated)
-        found.append(Mutant(target.name, getattr(node, "lineno", 0), operator, ast.unparse(mutated)))
+        line = getattr(node, "lineno", 0)
+        # Two sites of one operator on one line (two constants, two `and`s) need distinct keys,
+        # or --only and the equivalent list would name both at once: the second is "@2", etc.
+        seen[line, operator] = seen.get((line, operator), 0) + 1
+        if seen[line, operator] > 1:
+            operator = f"{operator}@{seen[line, operator]}"
+        found.append(Mutant(target.name, line, operator, ast.unparse(mutated)))
     return found
 
 
@@ -164,14 +174,15 @@ def _workspace() -> Path:
     return folder / "src"
 
 
-def run_tests(workspace: Path, target: Target) -> bool:
-    """True when the tests pass (the mutant survived)."""
+def run_tests(workspace: Path, target: Target, timeout: float = TEST_TIMEOUT_S) -> bool:
+    """True when the tests pass (the mutant survived). ``-x``: one failing test kills the
+    mutant, so the rest are not run."""
     paths = [workspace / "core", *sorted(p.parent.parent for p in workspace.glob("plugins/*/transom_*/__init__.py"))]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(str(p) for p in paths), "PYTHONDONTWRITEBYTECODE": "1"}
     try:
         result = subprocess.run(
             [sys.executable, "-m", "pytest", "-x", "-q", "-n", "0", "-p", "no:cacheprovider", *target.tests],
-            cwd=workspace, env=env, capture_output=True, text=True, timeout=TEST_TIMEOUT_S,
+            cwd=workspace, env=env, capture_output=True, text=True, timeout=timeout,
         )
     except subprocess.TimeoutExpired:
         return False
@@ -200,9 +211,13 @@ def main() -> int:
                     print(f"{m.key}{'  (equivalent)' if m.key in equivalent else ''}")
                 continue
             original = (workspace / target.path).read_text(encoding="utf-8")
+            started = time.monotonic()
             if not run_tests(workspace, target):
                 print(f"{target.name}: the tests fail without any mutation; fix them first", file=sys.stderr)
                 return 2
+            # A mutant that loops forever is killed by the timeout: five times the unmutated
+            # run (a shared machine is noisy), never below a minute, instead of 300 s each.
+            timeout = min(TEST_TIMEOUT_S, max(60.0, 5 * (time.monotonic() - started)))
             survived, killed, skipped = [], 0, 0
             for m in found:
                 if m.key in equivalent:
@@ -210,7 +225,7 @@ def main() -> int:
                     continue
                 (workspace / target.path).write_text(m.source, encoding="utf-8")
                 try:
-                    if run_tests(workspace, target):
+                    if run_tests(workspace, target, timeout):
                         survived.append(m)
                     else:
                         killed += 1
