@@ -420,7 +420,8 @@ def main() -> None:
                                Path(args.profile) if args.profile else None)
                 results[name].append(result)
                 total += result.count if name in TRANSOM_SCENARIOS else 0
-            print(f"round {round_index + 1}/{args.rounds} done, load average {load_average()}")
+            print(f"round {round_index + 1}/{args.rounds} done, load average {load_average()}, "
+                  f"Transom memory {site.servers['transom'].rss():.1f} MB", flush=True)
         rss_after = site.servers["transom"].rss()
         table = {name: summary(rs) for name, rs in results.items()}
         print(f"\nTransom: uvicorn --workers {args.workers}, {site.database_url.split(':', 1)[0]}; "
