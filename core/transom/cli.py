@@ -16,12 +16,13 @@ from typing import Any, TypeVar
 import click
 from sqlalchemy.orm import Session
 
-from transom import directory
+from transom import directory, inventory
 from transom.config import Config, bind_connectors, load_config
 from transom.db import Database
 from transom.errors import TransomError
 from transom.groups import user_is_group_synced
 from transom.migrate import upgrade
+from transom.models import Account
 from transom.plugins import PluginHost, installed_plugins
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -396,31 +397,59 @@ def users_create(ctx: Ctx, account: str, password_stdin: bool, account_role: str
     click.echo(f"user {user.user_name} created ({user.id})")
 
 
-@users.command("show")
-@account_option
-@json_option
-@click.argument("email")
-@pass_ctx
-@handle_errors
-def users_show(ctx: Ctx, account: str, as_json: bool, email: str) -> None:
-    """Show a user with their spaces, roles and groups."""
-    with ctx.db() as db:
-        user = directory.get_user(db, account=directory.get_account(db, name=account), email_or_user_name=email)
-        data = directory.user_json(db, user=user)
-    if as_json:
-        click.echo(json.dumps(data, indent=2))
-        return
-    click.echo(f"{data['user_name']} ({data['status']}, {data['account_role']}) id={data['id']}")
-    for s in data["spaces"]:
-        click.echo(f"  space {s['space']}: {s['role']}")
-    for g in data["groups"]:
-        click.echo(f"  group {g['name']} ({g['source']})")
-
-
 # -- list, show, delete -------------------------------------------------------------------
+# Spaces, users and groups share one shape per verb (the account by --account, the rows from
+# inventory): one factory per verb keeps their options, prompts and errors from drifting apart.
+# Accounts have no --account and are written out below.
+
+Row = dict[str, Any]
 
 
-def _account_line(a: dict[str, Any]) -> str:
+def _list_command(group: click.Group, help_text: str, rows: Callable[[Session, Account], list[Row]],
+                  line: Callable[[Row], str]) -> None:
+    @group.command("list", help=help_text)
+    @account_option
+    @json_option
+    @pass_ctx
+    @handle_errors
+    def command(ctx: Ctx, account: str, as_json: bool) -> None:
+        with ctx.db() as db:
+            data = rows(db, directory.get_account(db, name=account))
+        _emit(data, as_json, lambda found: "\n".join(line(r) for r in found))
+
+
+def _show_command(group: click.Group, help_text: str, row: Callable[[Session, Account, str], Row],
+                  text: Callable[[Row], str], *, metavar: str = "NAME") -> None:
+    @group.command("show", help=help_text)
+    @account_option
+    @json_option
+    @click.argument("name", metavar=metavar)
+    @pass_ctx
+    @handle_errors
+    def command(ctx: Ctx, account: str, as_json: bool, name: str) -> None:
+        with ctx.db() as db:
+            data = row(db, directory.get_account(db, name=account), name)
+        _emit(data, as_json, text)
+
+
+def _delete_command(group: click.Group, help_text: str, what: str, done: str,
+                    delete: Callable[[Session, Account, str], str], *, metavar: str = "NAME") -> None:
+    """``delete`` removes the row and returns the name ``done`` reports it by (the stored spelling)."""
+
+    @group.command("delete", help=help_text)
+    @account_option
+    @yes_option
+    @click.argument("name", metavar=metavar)
+    @pass_ctx
+    @handle_errors
+    def command(ctx: Ctx, account: str, yes: bool, name: str) -> None:
+        _confirm(yes, f"{what} '{name}' of account '{account}'")
+        with ctx.db() as db:
+            deleted = delete(db, directory.get_account(db, name=account), name)
+        click.echo(done.format(deleted))
+
+
+def _account_line(a: Row) -> str:
     return f"{a['name']}\tusers={a['users']} spaces={a['spaces']} groups={a['groups']} tokens={a['tokens']}"
 
 
@@ -430,8 +459,6 @@ def _account_line(a: dict[str, Any]) -> str:
 @handle_errors
 def accounts_list(ctx: Ctx, as_json: bool) -> None:
     """List accounts with their numbers of users, spaces, groups and tokens."""
-    from transom import inventory
-
     with ctx.db() as db:
         data = inventory.list_accounts(db)
     _emit(data, as_json, lambda rows: "\n".join(_account_line(a) for a in rows))
@@ -444,8 +471,6 @@ def accounts_list(ctx: Ctx, as_json: bool) -> None:
 @handle_errors
 def accounts_show(ctx: Ctx, as_json: bool, name: str) -> None:
     """Show one account, and the configured connectors that log into it."""
-    from transom import inventory
-
     with ctx.db() as db:
         data = inventory.account_json(db, directory.get_account(db, name=name))
     try:
@@ -463,141 +488,55 @@ def accounts_show(ctx: Ctx, as_json: bool, name: str) -> None:
 @handle_errors
 def accounts_delete(ctx: Ctx, yes: bool, name: str) -> None:
     """Delete an account with all its users, spaces, groups, tokens and audit trail."""
-    from transom import inventory
-
     _confirm(yes, f"account '{name}' and everything in it")
     with ctx.db() as db:
         inventory.delete_account(db, account=directory.get_account(db, name=name))
     click.echo(f"account '{name}' deleted")
 
 
-@spaces.command("list")
-@account_option
-@json_option
-@pass_ctx
-@handle_errors
-def spaces_list(ctx: Ctx, account: str, as_json: bool) -> None:
-    """List an account's spaces with their member counts."""
-    from transom import inventory
+_list_command(spaces, "List an account's spaces with their member counts.",
+              lambda db, acc: inventory.list_spaces(db, account=acc),
+              lambda r: f"{r['name']}\tmembers={r['members']}")
+_show_command(spaces, "Show one space.",
+              lambda db, acc, name: inventory.space_json(db, inventory.get_space(db, account=acc, name=name)),
+              lambda r: f"{r['name']}\tmembers={r['members']} id={r['id']}")
+_delete_command(spaces, "Delete a space and its memberships.", "space", "space '{}' deleted",
+                lambda db, acc, name: inventory.delete_space(db, account=acc, name=name, actor="cli").name)
 
-    with ctx.db() as db:
-        data = inventory.list_spaces(db, account=directory.get_account(db, name=account))
-    _emit(data, as_json, lambda rows: "\n".join(f"{r['name']}\tmembers={r['members']}" for r in rows))
-
-
-@spaces.command("show")
-@account_option
-@json_option
-@click.argument("name")
-@pass_ctx
-@handle_errors
-def spaces_show(ctx: Ctx, account: str, as_json: bool, name: str) -> None:
-    """Show one space."""
-    from transom import inventory
-
-    with ctx.db() as db:
-        acc = directory.get_account(db, name=account)
-        data = inventory.space_json(db, inventory.get_space(db, account=acc, name=name))
-    _emit(data, as_json, lambda r: f"{r['name']}\tmembers={r['members']} id={r['id']}")
+_list_command(users, "List an account's users.",
+              lambda db, acc: inventory.list_users(db, account=acc),
+              lambda r: f"{r['user_name']}\t{r['status']}\t{r['id']}")
+_show_command(users, "Show a user with their spaces, roles and groups.",
+              lambda db, acc, email: directory.user_json(
+                  db, user=directory.get_user(db, account=acc, email_or_user_name=email)),
+              lambda r: "\n".join([f"{r['user_name']} ({r['status']}, {r['account_role']}) id={r['id']}",
+                                   *(f"  space {s['space']}: {s['role']}" for s in r["spaces"]),
+                                   *(f"  group {g['name']} ({g['source']})" for g in r["groups"])]),
+              metavar="EMAIL")
+_delete_command(users, "Delete a user with their memberships, identities and sessions.", "user", "user {} deleted",
+                lambda db, acc, email: inventory.delete_user(db, account=acc, email_or_user_name=email,
+                                                             actor="cli").user_name,
+                metavar="EMAIL")
 
 
-@spaces.command("delete")
-@account_option
-@yes_option
-@click.argument("name")
-@pass_ctx
-@handle_errors
-def spaces_delete(ctx: Ctx, account: str, yes: bool, name: str) -> None:
-    """Delete a space and its memberships."""
-    from transom import inventory
-
-    _confirm(yes, f"space '{name}' of account '{account}'")
-    with ctx.db() as db:
-        space = inventory.delete_space(db, account=directory.get_account(db, name=account), name=name, actor="cli")
-    click.echo(f"space '{space.name}' deleted")
+def _group_line(r: Row) -> str:
+    return f"{r['name']}\t{r['idp_identifier'] or '-'}\tmembers={r['members']}"
 
 
-@users.command("list")
-@account_option
-@json_option
-@pass_ctx
-@handle_errors
-def users_list(ctx: Ctx, account: str, as_json: bool) -> None:
-    """List an account's users."""
-    from transom import inventory
-
-    with ctx.db() as db:
-        data = inventory.list_users(db, account=directory.get_account(db, name=account))
-    _emit(data, as_json, lambda rows: "\n".join(f"{r['user_name']}\t{r['status']}\t{r['id']}" for r in rows))
+def _group_with_members(db: Session, acc: Account, name: str) -> Row:
+    group = directory.get_group(db, account=acc, name=name)
+    data = inventory.group_json(db, group)
+    data["member_list"] = [{"user_name": u.user_name, "source": src}
+                           for u, src in directory.group_members(db, account=acc, group=group)]
+    return data
 
 
-@users.command("delete")
-@account_option
-@yes_option
-@click.argument("email")
-@pass_ctx
-@handle_errors
-def users_delete(ctx: Ctx, account: str, yes: bool, email: str) -> None:
-    """Delete a user with their memberships, identities and sessions."""
-    from transom import inventory
-
-    _confirm(yes, f"user '{email}' of account '{account}'")
-    with ctx.db() as db:
-        user = inventory.delete_user(db, account=directory.get_account(db, name=account), email_or_user_name=email,
-                                     actor="cli")
-    click.echo(f"user {user.user_name} deleted")
-
-
-@groups.command("list")
-@account_option
-@json_option
-@pass_ctx
-@handle_errors
-def groups_list(ctx: Ctx, account: str, as_json: bool) -> None:
-    """List an account's groups with their IdP identifiers and member counts."""
-    from transom import inventory
-
-    with ctx.db() as db:
-        data = inventory.list_groups(db, account=directory.get_account(db, name=account))
-    _emit(data, as_json, lambda rows: "\n".join(
-        f"{r['name']}\t{r['idp_identifier'] or '-'}\tmembers={r['members']}" for r in rows))
-
-
-@groups.command("show")
-@account_option
-@json_option
-@click.argument("name")
-@pass_ctx
-@handle_errors
-def groups_show(ctx: Ctx, account: str, as_json: bool, name: str) -> None:
-    """Show one group with its members and where each membership comes from."""
-    from transom import inventory
-
-    with ctx.db() as db:
-        acc = directory.get_account(db, name=account)
-        group = directory.get_group(db, account=acc, name=name)
-        data = inventory.group_json(db, group)
-        data["member_list"] = [{"user_name": u.user_name, "source": src}
-                               for u, src in directory.group_members(db, account=acc, group=group)]
-    _emit(data, as_json, lambda r: "\n".join(
-        [f"{r['name']}\t{r['idp_identifier'] or '-'}\tmembers={r['members']}",
-         *(f"  {m['user_name']}\t{m['source']}" for m in r["member_list"])]))
-
-
-@groups.command("delete")
-@account_option
-@yes_option
-@click.argument("name")
-@pass_ctx
-@handle_errors
-def groups_delete(ctx: Ctx, account: str, yes: bool, name: str) -> None:
-    """Delete a group and its memberships."""
-    from transom import inventory
-
-    _confirm(yes, f"group '{name}' of account '{account}'")
-    with ctx.db() as db:
-        group = inventory.delete_group(db, account=directory.get_account(db, name=account), name=name, actor="cli")
-    click.echo(f"group '{group.name}' deleted")
+_list_command(groups, "List an account's groups with their IdP identifiers and member counts.",
+              lambda db, acc: inventory.list_groups(db, account=acc), _group_line)
+_show_command(groups, "Show one group with its members and where each membership comes from.", _group_with_members,
+              lambda r: "\n".join([_group_line(r), *(f"  {m['user_name']}\t{m['source']}" for m in r["member_list"])]))
+_delete_command(groups, "Delete a group and its memberships.", "group", "group '{}' deleted",
+                lambda db, acc, name: inventory.delete_group(db, account=acc, name=name, actor="cli").name)
 
 
 @main.group("tokens")
