@@ -318,46 +318,37 @@ def apply_login_provisioning(
         trace.warn(f"connector '{connector.id}': {warning}")
     for note in preview.spaces.notes:
         trace.note(note)
-    actor = f"connector:{connector.id}"
-    _apply_profile(
-        db,
-        account=account,
-        user=user,
-        connector=connector,
-        claims=claims,
-        timezone=preview.timezone,
-        actor=actor,
-    )
-    _apply_spaces(
-        db,
-        account=account,
-        user=user,
-        connector=connector,
-        preview=preview,
-        actor=actor,
-        trace=trace,
-    )
+    login = _Login(db, account=account, user=user, connector=connector, actor=f"connector:{connector.id}")
+    _apply_profile(login, claims=claims, timezone=preview.timezone)
+    _apply_spaces(login, preview=preview, trace=trace)
     if preview.account_role.role is not None:
-        _apply_account_role(
-            db,
-            account=account,
-            user=user,
-            connector=connector,
-            preview=preview,
-            actor=actor,
+        _apply_account_role(login, preview=preview)
+
+
+@dataclass(frozen=True)
+class _Login:
+    """The one user a login provisions and who is changing it: every step writes against the
+    same rows and audits its change the same way (the user and the connector named)."""
+
+    db: Session
+    account: Account
+    user: User
+    connector: Connector
+    actor: str
+
+    def audit(self, action: str, details: dict[str, Any]) -> None:
+        audit.record(
+            self.db,
+            account_id=self.account.id,
+            actor=self.actor,
+            action=action,
+            user_id=self.user.id,
+            connector_id=self.connector.id,
+            details=details,
         )
 
 
-def _apply_profile(
-    db: Session,
-    *,
-    account: Account,
-    user: User,
-    connector: Connector,
-    claims: Claims,
-    timezone: str | None,
-    actor: str,
-) -> None:
+def _apply_profile(login: _Login, *, claims: Claims, timezone: str | None) -> None:
     """Set the contact details the IdP sent; a missing value never clears a stored one."""
     wanted: dict[str, str | None] = {
         "email": claims.email.strip() if claims.email else None,
@@ -366,6 +357,7 @@ def _apply_profile(
         "family_name": claims.family_name,
         "timezone": timezone,
     }
+    user = login.user
     changes: dict[str, dict[str, Any]] = {}
     for attr, value in wanted.items():
         if value and getattr(user, attr) != value:
@@ -374,33 +366,17 @@ def _apply_profile(
     if "email" in changes:
         user.email_key = user.email.casefold() if user.email else None
     if changes:
-        audit.record(
-            db,
-            account_id=account.id,
-            actor=actor,
-            action="user.profile_updated",
-            user_id=user.id,
-            connector_id=connector.id,
-            details={"changes": changes},
-        )
+        login.audit("user.profile_updated", {"changes": changes})
 
 
-def _apply_spaces(
-    db: Session,
-    *,
-    account: Account,
-    user: User,
-    connector: Connector,
-    preview: LoginPreview,
-    actor: str,
-    trace: LoginTrace,
-) -> None:
+def _apply_spaces(login: _Login, *, preview: LoginPreview, trace: LoginTrace) -> None:
     """Make the user's IdP-managed memberships equal the plan (set-based).
 
     ``source = 'idp'`` rows are added, re-roled and removed to match; ``source = 'manual'``
     rows (granted by an admin) are never touched, even when the IdP names the same space
     with another role: the person who granted it by hand decides (docs/provisioning.md).
     """
+    db, account, user = login.db, login.account, login.user
     plan = preview.spaces
     space_ids = preview.space_ids
     role_ids = {name: rid for (scope, name), rid in preview.role_ids.items() if scope == ROLE_SCOPE_SPACE}
@@ -482,26 +458,11 @@ def _apply_spaces(
         "origin": plan.origin,
     }
     trace.note(f"spaces: {len(added)} added, {len(details['changed'])} re-roled, {len(removed)} removed")
-    audit.record(
-        db,
-        account_id=account.id,
-        actor=actor,
-        action="user.spaces_updated",
-        user_id=user.id,
-        connector_id=connector.id,
-        details=details,
-    )
+    login.audit("user.spaces_updated", details)
 
 
-def _apply_account_role(
-    db: Session,
-    *,
-    account: Account,
-    user: User,
-    connector: Connector,
-    preview: LoginPreview,
-    actor: str,
-) -> None:
+def _apply_account_role(login: _Login, *, preview: LoginPreview) -> None:
+    user = login.user
     role_name = preview.account_role.role
     names = {rid: name for (scope, name), rid in preview.role_ids.items() if scope == ROLE_SCOPE_ACCOUNT}
     role_id = preview.role_ids.get((ROLE_SCOPE_ACCOUNT, role_name or ""))
@@ -509,15 +470,7 @@ def _apply_account_role(
         return
     before = names.get(user.account_role_id or "")
     user.account_role_id = role_id
-    audit.record(
-        db,
-        account_id=account.id,
-        actor=actor,
-        action="user.account_role_changed",
-        user_id=user.id,
-        connector_id=connector.id,
-        details={"from": before, "to": role_name},
-    )
+    login.audit("user.account_role_changed", {"from": before, "to": role_name})
 
 
 __all__ = [
