@@ -4,6 +4,7 @@ start-up summary, and SIGTERM draining a request in flight."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -254,3 +255,112 @@ def test_sigterm_drains_a_request_in_flight(tmp_path: Path, database_url: str) -
     finally:
         stop(served)
     assert os.path.exists(served.stderr)
+
+
+def _children(parent: int) -> set[int]:
+    """The processes whose parent is ``parent`` (the workers, and multiprocessing's helpers)."""
+    found = set()
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == parent:
+            found.add(int(stat.parent.name))
+    return found
+
+
+def _connection_owner(server_port: int, client_port: int, candidates: set[int]) -> int | None:
+    """Which process holds the server side of our connection: its socket inode from
+    /proc/net/tcp, then the process with that inode among its file descriptors."""
+    inode = None
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            fields = line.split()
+            local, remote = fields[1], fields[2]
+            if int(local.rsplit(":", 1)[1], 16) == server_port and int(remote.rsplit(":", 1)[1], 16) == client_port:
+                inode = fields[9]
+    if inode is None:
+        return None
+    for pid in candidates:
+        with contextlib.suppress(OSError):
+            for fd in Path(f"/proc/{pid}/fd").iterdir():
+                with contextlib.suppress(OSError):
+                    if os.readlink(fd) == f"socket:[{inode}]":
+                        return pid
+    return None
+
+
+def _start_login_in_flight(host: str, port: int, body: bytes) -> socket.socket:
+    """A password login whose headers are sent and whose body is not: once uvicorn answers
+    100 Continue the app is waiting for the body, the request is in flight on a worker."""
+    sock = socket.create_connection((host, port), timeout=60)
+    sock.sendall(b"POST /api/accounts/login HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\n"
+                 b"Content-Type: application/x-www-form-urlencoded\r\n"
+                 + f"Content-Length: {len(body)}\r\n\r\n".encode())
+    assert sock.recv(1024).startswith(b"HTTP/1.1 100 Continue")
+    return sock
+
+
+@pytest.mark.skipif(not Path("/proc/net/tcp").exists(), reason="finds each connection's worker through Linux /proc")
+def test_sigterm_drains_a_request_in_flight_on_each_of_two_workers(tmp_path: Path, database_url: str) -> None:
+    """``serve --workers 2``: a login in flight on each worker when SIGTERM arrives still
+    completes, while new connections are refused (the supervisor closes its copy of the
+    listening socket, transom.cli._run_workers). Which worker holds a connection is read from
+    /proc, not guessed: connections are opened until both workers hold one."""
+    prepare_db(database_url)
+    # every connection is a login of the same person: the password throttle is not the subject
+    served = start_serve(tmp_path, database_url, workers=2,
+                         server={"password_attempts_per_user": 0, "password_attempts_per_address": 0})
+    in_flight: list[socket.socket] = []
+    try:
+        host, port_text = served.base.removeprefix("http://").split(":")
+        port = int(port_text)
+        body = f"email=ada%40acme.example&password={PASSWORD.replace(' ', '+')}&account=acme".encode()
+        workers = _children(served.proc.pid)
+        in_flight.append(_start_login_in_flight(host, port, body))
+        first = _connection_owner(port, in_flight[0].getsockname()[1], workers)
+        assert first is not None, "no worker holds the connection"
+        # The kernel may hand the next connection to the same worker again: stop that one
+        # (SIGSTOP) so only the other can accept it, then let it go on (SIGCONT).
+        os.kill(first, signal.SIGSTOP)
+        try:
+            in_flight.append(_start_login_in_flight(host, port, body))
+        finally:
+            os.kill(first, signal.SIGCONT)
+        second = _connection_owner(port, in_flight[1].getsockname()[1], workers)
+        assert second is not None and second != first, (first, second)
+        owners = {first, second}
+
+        served.proc.send_signal(signal.SIGTERM)
+        # new connections are refused while the workers drain (a bound, not a timing assertion)
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                socket.create_connection((host, port), timeout=1).close()
+            except OSError:
+                break
+            assert time.monotonic() < deadline, "still accepting connections after SIGTERM"
+            time.sleep(0.05)
+        # refused while draining, not because everything has already stopped
+        assert served.proc.poll() is None, "serve exited before the requests in flight were answered"
+        assert all(Path(f"/proc/{pid}").exists() for pid in owners)
+
+        answers = []
+        for sock in in_flight:
+            sock.sendall(body)
+            answer = b""
+            while b"\r\n\r\n" not in answer:
+                chunk = sock.recv(4096)
+                if not chunk:
+                    break
+                answer += chunk
+            answers.append(answer)
+        statuses = [a.split(b"\r\n")[0].decode() for a in answers]
+        assert statuses == ["HTTP/1.1 303 See Other"] * len(in_flight), statuses
+        assert all(b"set-cookie: transom_session=" in a.lower() for a in answers)
+        assert served.proc.wait(timeout=120) == 0
+    finally:
+        for sock in in_flight:
+            sock.close()
+        stop(served)

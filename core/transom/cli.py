@@ -645,12 +645,43 @@ def serve(ctx: Ctx, host: str, port: int, workers: int, graceful_timeout: int, p
             # uvicorn restarts a worker that does not answer its supervisor in time (5 s by
             # default); a worker still importing on a loaded machine is not a hung one
             extra["timeout_worker_healthcheck"] = WORKER_HEALTHCHECK_SECONDS
-        uvicorn.run("transom.web.asgi:create", factory=True, host=host, port=port, workers=workers,
-                    log_level=config.server.log_level.lower(), log_config=log_config,
-                    timeout_graceful_shutdown=graceful_timeout, proxy_headers=proxy_headers,
-                    forwarded_allow_ips=forwarded_allow_ips, **extra)
+        options: dict[str, Any] = dict(
+            factory=True, host=host, port=port, workers=workers, log_level=config.server.log_level.lower(),
+            log_config=log_config, timeout_graceful_shutdown=graceful_timeout, proxy_headers=proxy_headers,
+            forwarded_allow_ips=forwarded_allow_ips, **extra)
+        if workers == 1:
+            uvicorn.run("transom.web.asgi:create", **options)
+        else:
+            _run_workers(uvicorn.Config("transom.web.asgi:create", **options))
     finally:
         metrics.cleanup_multiprocess_dir(metrics_dir, created)
+
+
+def _run_workers(config: Any) -> None:
+    """``uvicorn.run`` with ``--workers N``, except that the supervisor closes its copy of
+    the listening socket when SIGTERM arrives. uvicorn's supervisor keeps it open until the
+    workers have drained: the kernel then goes on completing handshakes that no worker will
+    ever accept (they are reset when the supervisor exits), so a load balancer sees a host
+    that takes connections and never answers. Closed, a new connection is refused at once
+    while the requests in flight finish (tests/test_operations_serve.py)."""
+    import uvicorn
+    from uvicorn.supervisors import Multiprocess
+
+    class ClosingSupervisor(Multiprocess):
+        def terminate_all(self) -> None:
+            for sock in self.sockets:
+                sock.close()  # the workers close their own copies as they start draining
+            super().terminate_all()
+
+    supervisor: Any = ClosingSupervisor  # its parameters changed across uvicorn versions
+    sock = config.bind_socket()
+    try:
+        if "target" in inspect.signature(Multiprocess).parameters:  # older uvicorn
+            supervisor(config, target=uvicorn.Server(config).run, sockets=[sock]).run()
+        else:
+            supervisor(config, sockets=[sock]).run()
+    finally:
+        sock.close()
 
 
 def _exit_after_drain(_signum: int, _frame: Any) -> None:
