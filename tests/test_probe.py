@@ -347,3 +347,15 @@ def test_admin_check_endpoint(make_runtime: RuntimeFactory, monkeypatch: Any) ->
     assert foreign.status_code == 404  # another account's connector does not exist for this token
     assert anonymous.status_code == 401
     assert weak.status_code == 403
+
+
+def test_entra_without_client_secret_warns_that_overage_cannot_be_looked_up(make_runtime: RuntimeFactory) -> None:
+    """azure_ad's transom_probe: group sync on, no client secret, so no Graph token to ask for."""
+    fake = FakeOidcIdp(issuer=f"https://login.entra.test/{TENANT}/v2.0", client_id="graph-client",
+                       jwks_uri=f"https://login.entra.test/{TENANT}/discovery/v2.0/keys")
+    entra = {"id": "acme-entra", "type": "azure_ad", "account": "acme",
+             "settings": {"tenant_id": TENANT, "client_id": "graph-client", "authority": "https://login.entra.test"}}
+    runtime = make_runtime([entra], http=httpx.Client(transport=fake.transport()))
+    result = probe_connector(runtime.plugins, runtime.http, runtime.connector("acme-entra"))
+    assert checks(result) == [("discovery", "ok"), ("jwks", "ok"), ("graph", "warn")]
+    assert result.ok and "overage cannot be looked up" in result.checks[2].detail
