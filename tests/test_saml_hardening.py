@@ -19,9 +19,10 @@ from conftest import client_for
 from lxml import etree
 from onelogin.saml2.xml_utils import OneLogin_Saml2_XML
 from saml_support import acs_url, assert_refused, build, generic_attributes, generic_connector, sp_entity_id
-from sqlalchemy import select
+from sqlalchemy import false, select
 from starlette.testclient import TestClient
 
+import transom.saml.replay
 from transom.models import SamlAssertionSeen
 from transom.runtime import Runtime
 from transom.testing.saml import (
@@ -361,4 +362,22 @@ def test_replay_is_refused_by_the_cache_lookup(env: Env, caplog: pytest.LogCaptu
     with caplog.at_level("INFO", logger="transom.refusal"):
         again = post_response(env.client, env.connector_id, encoded)
     assert again.status_code == 400 and again.json()["reason"] == "saml.replay"
-    assert "code=saml.replay" in caplog.text
+    assert "code=saml.replay" in caplog.text and "layer=lookup" in caplog.text
+
+
+def test_replay_racing_past_the_lookup_is_refused_by_the_primary_key(
+    env: Env, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The second layer on its own: the lookup is made to miss (as when the other post
+    commits just after it looked), so only the primary key can refuse; nothing is kept."""
+    request = env.start()
+    encoded = encode(env.signed(request))
+    env.accepted(post_response(env.client, env.connector_id, encoded))
+    monkeypatch.setattr(transom.saml.replay, "select", lambda *columns: select(*columns).where(false()))
+    caplog.clear()
+    with caplog.at_level("INFO", logger="transom.refusal"):
+        again = post_response(env.client, env.connector_id, encoded)
+    assert again.status_code == 400 and again.json()["reason"] == "saml.replay", again.text
+    assert "code=saml.replay" in caplog.text and "layer=primary_key" in caplog.text
+    with env.runtime.db.transaction() as db:
+        assert len(db.scalars(select(SamlAssertionSeen)).all()) == 1

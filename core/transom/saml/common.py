@@ -22,9 +22,10 @@ BEARER = OneLogin_Saml2_Constants.CM_BEARER
 TRANSIENT = OneLogin_Saml2_Constants.NAMEID_TRANSIENT
 
 
-def refused(message: str, hint: str, reason: str) -> LoginRefused:
-    """A refusal naming its rule (``reason``, docs/security.md "Login refusals")."""
-    return LoginRefused(message, hint=hint, reason=reason)
+def refused(message: str, hint: str, reason: str, log_detail: str | None = None) -> LoginRefused:
+    """A refusal naming its rule (``reason``, docs/security.md "Login refusals");
+    ``log_detail`` goes to the refusal's log line only (which layer of the rule refused)."""
+    return LoginRefused(message, hint=hint, reason=reason, log_detail=log_detail)
 
 
 def text_of(element: Any) -> str:

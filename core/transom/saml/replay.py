@@ -37,9 +37,10 @@ def accept_response(
         SamlAssertionSeen.assertion_id == verified.assertion_id,
     ))
     if seen is not None:
-        # logged once, as the refusal line with code=saml.replay (transom.observe)
+        # logged once, as the refusal line with code=saml.replay (transom.observe); the layer
+        # tells a replay (the lookup) from two posts racing each other (the primary key)
         raise refused("this sign-in response was already used; start the sign-in again",
-                       "the same SAML assertion was posted twice (replay)", "saml.replay")
+                       "the same SAML assertion was posted twice (replay)", "saml.replay", "layer=lookup")
     # The primary key (connector, assertion id) also stops two concurrent posts.
     db.add(SamlAssertionSeen(connector_id=connector.id, assertion_id=verified.assertion_id,
                              account_id=account.id, expires_at=verified.expires_at))
@@ -47,7 +48,8 @@ def accept_response(
         db.flush()
     except IntegrityError:
         raise refused("this sign-in response was already used; start the sign-in again",
-                       "the same SAML assertion was posted twice (replay)", "saml.replay") from None
+                       "the same SAML assertion was posted twice (replay)", "saml.replay",
+                       "layer=primary_key") from None
     if verified.in_response_to is not None:
         state = consume_login_state(db, key=verified.in_response_to, binding=binding, connector_id=connector.id)
         return state.next_path
