@@ -734,7 +734,19 @@ def test_encrypted_assertion_is_refused_with_a_hint(generic: Env) -> None:
     etree.SubElement(encrypted, "{http://www.w3.org/2001/04/xmlenc#}EncryptedData")
     root.replace(assertion, encrypted)
     body = generic.refused(generic.post(root), "saml.encrypted")
-    assert "encryption" in body["hint"]
+    # the hint of the encrypted-element rule, not the one of the xenc:EncryptedData rule behind it
+    assert "turn off assertion encryption" in body["hint"]
+
+
+@pytest.mark.parametrize("tag", ["EncryptedAssertion", "EncryptedID", "EncryptedAttribute"])
+def test_each_encrypted_saml_element_is_refused_on_its_own(generic: Env, tag: str) -> None:
+    """Without xenc:EncryptedData inside, so the encrypted-element rule is the only one that
+    can refuse."""
+    request = generic.start()
+    root = generic.signed(request)
+    etree.SubElement(assertion_of(root) if tag != "EncryptedAssertion" else root, f"{SAML}{tag}")
+    body = generic.refused(generic.post(root), "saml.encrypted")
+    assert "turn off assertion encryption" in body["hint"]
 
 
 def test_non_success_status_is_refused(env: Env) -> None:

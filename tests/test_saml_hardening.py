@@ -25,6 +25,7 @@ from starlette.testclient import TestClient
 import transom.saml.replay
 from transom.models import SamlAssertionSeen
 from transom.runtime import Runtime
+from transom.saml.response import VerifiedResponse
 from transom.testing.saml import (
     DS_NS,
     SAML_NS,
@@ -363,6 +364,23 @@ def test_replay_is_refused_by_the_cache_lookup(env: Env, caplog: pytest.LogCaptu
         again = post_response(env.client, env.connector_id, encoded)
     assert again.status_code == 400 and again.json()["reason"] == "saml.replay"
     assert "code=saml.replay" in caplog.text and "layer=lookup" in caplog.text
+
+
+@pytest.mark.parametrize(("relay_state", "expected"), [
+    ("/reports?tab=1", "/reports?tab=1"), ("https://evil.example/", None), ("//evil.example/x", None), ("", None),
+    (None, None),
+])
+def test_unsolicited_relay_state_is_kept_only_when_it_is_a_local_path(
+    env: Env, relay_state: str | None, expected: str | None
+) -> None:
+    """The replay step's own rule, without the redirect's safe_next behind it (which would
+    turn any unsafe target into "/" anyway)."""
+    verified = VerifiedResponse(assertion_id=f"_a{relay_state!r}", in_response_to=None,
+                                expires_at=datetime.now(UTC) + timedelta(minutes=5), payload={})
+    with env.runtime.db.transaction() as db:
+        assert transom.saml.replay.accept_response(
+            db, env.runtime, connector=env.runtime.connector(env.connector_id), verified=verified, binding=None,
+            relay_state=relay_state) == expected
 
 
 def test_replay_racing_past_the_lookup_is_refused_by_the_primary_key(
