@@ -5,13 +5,16 @@ rules through the app with signed tokens: tests/test_oidc_hardening.py. Listed f
 
 from __future__ import annotations
 
+import base64
+import dataclasses
+import json
 from typing import Any
 
 import pytest
 
 from transom.connector import OidcProvider
 from transom.errors import LoginRefused
-from transom.oidc.idtoken import check_claims, parse_header
+from transom.oidc.idtoken import check_claims, parse_header, verify_id_token
 
 NOW = 1_800_000_000.0
 SKEW = 120
@@ -61,3 +64,22 @@ def test_an_empty_or_non_string_token_is_refused_as_such(token: Any) -> None:
         parse_header(token)
     assert caught.value.reason == "oidc.malformed"
     assert caught.value.hint is not None and "empty id_token" in caught.value.hint
+
+
+class _NoKeyLookup:
+    """A JWKS cache that fails the test if asked: the header check must refuse first."""
+
+    def key_for(self, *args: Any) -> Any:
+        raise AssertionError("the key was looked up for a token the header check should refuse")
+
+
+@pytest.mark.parametrize(("accepted", "alg"), [(("ES256",), "RS256"), (("RS256", "PS256"), "ES256"), ((), "ES256")])
+def test_the_provider_algorithms_bind_the_header_alg(accepted: tuple[str, ...], alg: str) -> None:
+    """The provider's own algorithms (RS256 when it names none), not the default, bind ``alg``."""
+    header = base64.urlsafe_b64encode(json.dumps({"alg": alg, "kid": "k1"}).encode()).rstrip(b"=").decode()
+    provider = dataclasses.replace(PROVIDER, signing_algorithms=accepted)
+    with pytest.raises(LoginRefused) as caught:
+        verify_id_token(f"{header}.e30.c2ln", provider=provider, jwks=_NoKeyLookup(),  # type: ignore[arg-type]
+                        http=None, nonce="n-1", clock_skew_seconds=SKEW, now=NOW)  # type: ignore[arg-type]
+    assert caught.value.reason == "oidc.alg"
+    assert caught.value.hint is not None and f"accepts {', '.join(accepted or ('RS256',))}:" in caught.value.hint
