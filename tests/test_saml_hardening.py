@@ -17,11 +17,13 @@ from typing import Any
 import pytest
 from conftest import client_for
 from lxml import etree
+from onelogin.saml2.utils import OneLogin_Saml2_Utils
 from onelogin.saml2.xml_utils import OneLogin_Saml2_XML
 from saml_support import acs_url, assert_refused, build, generic_attributes, generic_connector, sp_entity_id
 from sqlalchemy import false, select
 from starlette.testclient import TestClient
 
+import transom.saml.library_clock as library_clock_module
 import transom.saml.replay
 from transom.models import SamlAssertionSeen
 from transom.runtime import Runtime
@@ -399,3 +401,15 @@ def test_replay_racing_past_the_lookup_is_refused_by_the_primary_key(
     assert "code=saml.replay" in caplog.text and "layer=primary_key" in caplog.text
     with env.runtime.db.transaction() as db:
         assert len(db.scalars(select(SamlAssertionSeen)).all()) == 1
+
+
+def test_the_library_clock_stands_still_while_the_library_validates(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The moved clock sits one second inside the confirmation's window; if it kept running, a
+    validation slower than that second (xmlsec on a loaded host) would step out of the window
+    and the library would refuse a confirmation that the skew allows."""
+    ticks = iter(range(1_000_000, 2_000_000, 7))  # a real clock that moves 7 s per reading
+    monkeypatch.setattr(library_clock_module, "_stock_now", lambda: next(ticks))
+    with library_clock_module.library_clock(-100):
+        readings = {OneLogin_Saml2_Utils.now() for _ in range(5)}
+    assert readings == {1_000_000 - 100}
+    assert OneLogin_Saml2_Utils.now() > 1_000_000  # outside the block: the real clock again

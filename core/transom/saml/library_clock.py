@@ -6,8 +6,8 @@ SubjectConfirmationData ``NotOnOrAfter``/``NotBefore`` and the ``SessionNotOnOrA
 none at all, so a confirmation that expired 30 s ago was refused although
 ``clock_skew_seconds`` (120 s by default) promises otherwise. python3-saml reads the time
 only through ``OneLogin_Saml2_Utils.now()``; that function is replaced once, at import, by
-one that adds a per-thread offset (0 unless :func:`library_clock` is active, so every other
-use of the library is unchanged). The offset puts the library's clock just inside the window
+one that answers a per-thread stopped time while :func:`library_clock` is active (the real
+time otherwise, so every other use of the library is unchanged). The offset puts the library's clock just inside the window
 of the first bearer confirmation, by at most the 300 s it already grants the Conditions.
 ``response._after_library`` then checks every time itself, against the real clock and the
 configured skew: the move widens nothing that Transom accepts.
@@ -33,7 +33,8 @@ _stock_now = OneLogin_Saml2_Utils.now
 
 
 def _moved_now() -> int:
-    return int(_stock_now()) + int(getattr(_state, "offset", 0))
+    frozen: int | None = getattr(_state, "frozen", None)
+    return int(_stock_now()) if frozen is None else frozen
 
 
 OneLogin_Saml2_Utils.now = staticmethod(_moved_now)
@@ -60,9 +61,12 @@ def library_clock_offset(root: Any, now: int) -> int:
 
 @contextmanager
 def library_clock(offset: int) -> Iterator[None]:
-    """Run python3-saml with its clock moved by ``offset`` seconds, in this thread only."""
-    _state.offset = offset
+    """Run python3-saml with its clock moved by ``offset`` seconds and *stopped*, in this
+    thread only. Stopped, because the offset puts the clock one second inside the window:
+    a clock that kept running would leave it again when the validation (xmlsec on a loaded
+    host) takes longer than that, and a confirmation inside the skew would be refused."""
+    _state.frozen = int(_stock_now()) + offset
     try:
         yield
     finally:
-        _state.offset = 0
+        _state.frozen = None
