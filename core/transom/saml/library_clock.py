@@ -8,7 +8,8 @@ none at all, so a confirmation that expired 30 s ago was refused although
 only through ``OneLogin_Saml2_Utils.now()``; that function is replaced once, at import, by
 one that answers a per-thread stopped time while :func:`library_clock` is active (the real
 time otherwise, so every other use of the library is unchanged). The offset puts the
-library's clock just inside the window of the first bearer confirmation, by at most the 300 s it already grants the Conditions.
+library's clock just inside the window of the first bearer confirmation, by at most the
+300 s it already grants the Conditions.
 ``response._after_library`` then checks every time itself, against the real clock and the
 configured skew: the move widens nothing that Transom accepts.
 """
