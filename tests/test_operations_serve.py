@@ -242,19 +242,25 @@ def test_sigterm_drains_a_request_in_flight(tmp_path: Path, database_url: str) -
                     break
                 assert time.monotonic() < deadline, "still accepting connections after SIGTERM"
                 time.sleep(0.05)
-            sock.sendall(body)
-            answer = b""
-            while b"\r\n\r\n" not in answer:
-                chunk = sock.recv(4096)
-                if not chunk:
-                    break
-                answer += chunk
+            answer = _finish_request(sock, body)
         assert answer.startswith(b"HTTP/1.1 303"), answer[:200]
         assert b"set-cookie: transom_session=" in answer.lower()
         assert served.proc.wait(timeout=60) == 0
     finally:
         stop(served)
     assert os.path.exists(served.stderr)
+
+
+def _finish_request(sock: socket.socket, body: bytes) -> bytes:
+    """Send the rest of a request held open in flight; the answer's head (status, headers)."""
+    sock.sendall(body)
+    answer = b""
+    while b"\r\n\r\n" not in answer:
+        chunk = sock.recv(4096)
+        if not chunk:
+            break
+        answer += chunk
+    return answer
 
 
 def _children(parent: int) -> set[int]:
@@ -346,16 +352,7 @@ def test_sigterm_drains_a_request_in_flight_on_each_of_two_workers(tmp_path: Pat
         assert served.proc.poll() is None, "serve exited before the requests in flight were answered"
         assert all(Path(f"/proc/{pid}").exists() for pid in owners)
 
-        answers = []
-        for sock in in_flight:
-            sock.sendall(body)
-            answer = b""
-            while b"\r\n\r\n" not in answer:
-                chunk = sock.recv(4096)
-                if not chunk:
-                    break
-                answer += chunk
-            answers.append(answer)
+        answers = [_finish_request(sock, body) for sock in in_flight]
         statuses = [a.split(b"\r\n")[0].decode() for a in answers]
         assert statuses == ["HTTP/1.1 303 See Other"] * len(in_flight), statuses
         assert all(b"set-cookie: transom_session=" in a.lower() for a in answers)

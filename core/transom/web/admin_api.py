@@ -14,7 +14,7 @@ from transom import admin_service, audit, directory, login_activity, tokens
 from transom.errors import NotFound
 from transom.models import Account
 from transom.web.admin_routes import ERRORS, ErrorOut, GroupOut, _account, _group_out
-from transom.web.deps import AdminAuth, DbSession, RowId
+from transom.web.deps import AdminAuth, AdminPrincipal, DbSession, RowId
 
 router = APIRouter(prefix="/api/admin", tags=["admin"])
 
@@ -152,18 +152,19 @@ def get_user(user_id: str, db: DbSession, principal: AdminAuth) -> dict[str, Any
 @router.post("/users/{user_id}/deactivate", response_model=UserOut, responses=ERRORS,
              summary="Deactivate (as SCIM active=false): sessions end, memberships go")
 def deactivate_user(user_id: str, db: DbSession, principal: AdminAuth) -> dict[str, Any]:
-    account = _account(db, principal)
-    user = admin_service.get_user_by_id(db, account=account, user_id=user_id)
-    admin_service.set_user_active(db, account=account, user=user, active=False, actor=principal.actor)
-    return admin_service.user_summary(user)
+    return _set_active(db, principal, user_id, active=False)
 
 
 @router.post("/users/{user_id}/reactivate", response_model=UserOut, responses=ERRORS,
              summary="Reactivate (as SCIM active=true)")
 def reactivate_user(user_id: str, db: DbSession, principal: AdminAuth) -> dict[str, Any]:
+    return _set_active(db, principal, user_id, active=True)
+
+
+def _set_active(db: Session, principal: AdminPrincipal, user_id: str, *, active: bool) -> dict[str, Any]:
     account = _account(db, principal)
     user = admin_service.get_user_by_id(db, account=account, user_id=user_id)
-    admin_service.set_user_active(db, account=account, user=user, active=True, actor=principal.actor)
+    admin_service.set_user_active(db, account=account, user=user, active=active, actor=principal.actor)
     return admin_service.user_summary(user)
 
 
