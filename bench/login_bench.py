@@ -103,6 +103,7 @@ class Site:
     peer_url: str = ""
     base_url: str = ""
     servers: dict[str, Server] = field(default_factory=dict)
+    profiler: str = "py-spy"
     idp_process: subprocess.Popen[bytes] | None = None
 
     def stop(self) -> None:
@@ -180,10 +181,14 @@ def start(args: argparse.Namespace) -> Site:
                                          client_secret, ",".join(group_ids[:OIDC_GROUPS])])
     try:
         config = transom_config(site, transom_port, getattr(args, "server_settings", {}))
+        site.profiler = getattr(args, "profiler", "py-spy")
+        profiled = site.profiler == "cprofile" and getattr(args, "profile", None)
         site.servers["transom"] = Server(
             app="transom.web.asgi:create", port=transom_port, workers=args.workers,
+            runner=BENCH_DIR / "profiled_server.py" if profiled else None,
             env={"TRANSOM_CONFIG": str(config), "TRANSOM_SESSION_SECRET": secrets.token_urlsafe(32),
-                 "BENCH_CLIENT_SECRET": client_secret})
+                 "BENCH_CLIENT_SECRET": client_secret,
+                 **({"PROFILE_OUT": str(Path(args.profile).resolve() / "cprofile")} if profiled else {})})
         if getattr(args, "baseline", None):
             base = Path(args.baseline).resolve()
             base_port = free_port()
@@ -297,6 +302,17 @@ def phase(site: Site, name: str, count: int, clients: int, serial: int, profile:
     """One timed phase; with ``profile``, py-spy samples the Transom server meanwhile."""
     if profile is None or name not in TRANSOM_SCENARIOS:
         return _phase(site, name, count, clients, serial)
+    if site.profiler == "cprofile":  # bench/profiled_server.py: SIGUSR1 starts, SIGUSR2 writes the table
+        server = site.servers["transom"].process
+        server.send_signal(signal.SIGUSR1)
+        time.sleep(0.5)
+        try:
+            return _phase(site, name, count, clients, serial)
+        finally:
+            server.send_signal(signal.SIGUSR2)
+            # Python runs pending handlers in signal-number order: the next phase's SIGUSR1
+            # must not arrive before this SIGUSR2 has been handled
+            time.sleep(1.0)
     out = profile / f"py-spy-{name}-{serial}.txt"
     py_spy = shutil.which("py-spy", path=str(Path(sys.executable).parent)) or "py-spy"  # the venv's, if any
     spy = subprocess.Popen([py_spy, "record", "--pid", str(site.servers["transom"].process.pid), "--format", "raw",
@@ -398,6 +414,8 @@ def main() -> None:
                         "Transom runs every Transom scenario too, as <name>@base, interleaved")
     parser.add_argument("--profile", default=None, help="directory: py-spy samples Transom during each phase "
                         "(collapsed stacks; summarise with bench/login_profile.py)")
+    parser.add_argument("--profiler", choices=("py-spy", "cprofile"), default="py-spy",
+                        help="cprofile where py-spy cannot attach (bench/profiled_server.py; read shares, not times)")
     args = parser.parse_args()
     pin_client()
     print(f"python {sys.version.split()[0]}, {os.cpu_count()} cores, load average {load_average()}")

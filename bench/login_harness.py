@@ -95,8 +95,10 @@ class Server:
     """A uvicorn process pinned to the server core(s), like ``transom serve``."""
 
     def __init__(self, *, app: str, port: int, env: Mapping[str, str], workers: int = 1,
-                 app_dir: Path | None = None, health: str = "/healthz") -> None:
-        command = [sys.executable, "-m", "uvicorn", app, "--factory", "--workers", str(workers),
+                 app_dir: Path | None = None, health: str = "/healthz", runner: Path | None = None) -> None:
+        # runner: a script that stands in for ``-m uvicorn`` (bench/yappi_server.py)
+        launch = [str(runner)] if runner is not None else ["-m", "uvicorn"]
+        command = [sys.executable, *launch, app, "--factory", "--workers", str(workers),
                    "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning", "--no-access-log"]
         if app_dir is not None:
             command += ["--app-dir", str(app_dir)]
