@@ -25,7 +25,7 @@ import time
 from datetime import UTC, datetime, timedelta
 
 from fastapi import Request, Response
-from sqlalchemy import Delete, delete, func, select
+from sqlalchemy import Delete, delete, func, insert, select
 from sqlalchemy.orm import Session
 
 from transom.connector import Connector
@@ -50,6 +50,11 @@ _cap_checked_guard = threading.Lock()
 #: expired rows are refused at the callback anyway, so they need not go on every start
 SWEEP_EVERY_SECONDS = 1.0
 _last_sweep: dict[str, float] = {}
+
+
+#: built once: a login start is a hot path, and an ORM add + flush of one row costs several
+#: times this statement (docs/performance.md)
+_INSERT_STATE = insert(LoginState)
 
 
 def _digest(value: str) -> str:
@@ -83,9 +88,9 @@ def create_login_state(
     nonce: str | None = None,
     code_verifier: str | None = None,
     fresh_binding: bool = False,
-) -> LoginState:
-    """``fresh_binding``: the binding was minted by this very request, so the browser has no
-    other pending states to trim."""
+) -> str:
+    """Store a pending login; returns its key. ``fresh_binding``: the binding was minted by
+    this very request, so the browser has no other pending states to trim."""
     now = datetime.now(UTC)
     server = runtime.config.server
     # Expired rows of this account are swept here so the table stays small without a job;
@@ -96,23 +101,15 @@ def create_login_state(
     if digest is not None and not fresh_binding:
         drop_browser_overflow(db, account_id=account.id, binding_digest=digest,
                               keep=server.login_states_per_browser - 1)
-    row = LoginState(
-        key=key or secrets.token_urlsafe(32),
-        account_id=account.id,
-        connector_id=connector.id,
-        protocol=connector.protocol,
-        nonce=nonce,
-        code_verifier=code_verifier,
-        next_path=next_path,
-        browser_binding=digest,
-        created_at=now,
-        expires_at=now + timedelta(seconds=server.login_state_max_age_seconds),
-    )
-    db.add(row)
-    db.flush()
+    key = key or secrets.token_urlsafe(32)
+    db.execute(_INSERT_STATE, {
+        "key": key, "account_id": account.id, "connector_id": connector.id, "protocol": connector.protocol,
+        "nonce": nonce, "code_verifier": code_verifier, "next_path": next_path, "browser_binding": digest,
+        "created_at": now, "expires_at": now + timedelta(seconds=server.login_state_max_age_seconds),
+    })
     if _cap_check_due(account.id):
         enforce_account_cap(db, account_id=account.id, cap=server.max_pending_login_states)
-    return row
+    return key
 
 
 def drop_browser_overflow_statement(account_id: str, binding_digest: str, *, keep: int) -> Delete:

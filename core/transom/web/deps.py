@@ -17,7 +17,8 @@ from transom.runtime import Runtime
 from transom.sessions import COOKIE_NAME, session_user
 
 
-def get_runtime(request: Request) -> Runtime:
+async def get_runtime(request: Request) -> Runtime:
+    # async: a sync dependency costs a thread-pool round trip per request for one attribute read
     runtime: Runtime = request.app.state.runtime
     return runtime
 
