@@ -304,6 +304,7 @@ def phase(site: Site, name: str, count: int, clients: int, serial: int, profile:
         return _phase(site, name, count, clients, serial)
     if site.profiler == "cprofile":  # bench/profiled_server.py: SIGUSR1 starts, SIGUSR2 writes the table
         server = site.servers["transom"].process
+        (profile / "cprofile.label").write_text(f"{name}-{serial}")
         server.send_signal(signal.SIGUSR1)
         time.sleep(0.5)
         try:

@@ -62,15 +62,23 @@ def process_tree(pid: int) -> list[int]:
 
 def cpu_seconds(pid: int) -> float:
     """utime + stime of a process and its live descendants (uvicorn workers), in seconds."""
-    total = 0
+    user, system = cpu_split(pid)
+    return user + system
+
+
+def cpu_split(pid: int) -> tuple[float, float]:
+    """(utime, stime) of a process and its live descendants, in seconds: stime is the kernel's
+    share (syscalls, page faults, file I/O), which grows when SQLite reads and writes more pages."""
+    user = system = 0
     for member in process_tree(pid):
         try:
             with open(f"/proc/{member}/stat") as handle:
                 fields = handle.read().rsplit(")", 1)[1].split()
         except OSError:
             continue
-        total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15 of stat)
-    return total / CLOCK_TICKS
+        user += int(fields[11])  # utime, stime: fields 14 and 15 of stat
+        system += int(fields[12])
+    return user / CLOCK_TICKS, system / CLOCK_TICKS
 
 
 def rss_mb(pid: int) -> float:

@@ -23,10 +23,11 @@ import secrets
 import shutil
 import uuid
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from login_bench import phase, start
-from login_harness import load_average, median, pin_client
+from login_harness import cpu_split, load_average, median, pin_client
 from sqlalchemy import func, insert, select
 
 from transom.db import Database
@@ -73,6 +74,9 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--database-url", default=None)
     parser.add_argument("--default-cap", action="store_true", help="keep max_pending_login_states at its default")
+    parser.add_argument("--profile", default=None, help="directory: profile Transom during each measured phase "
+                        "(see login_bench.py --profile)")
+    parser.add_argument("--profiler", choices=("py-spy", "cprofile"), default="py-spy")
     parser.add_argument("--no-cap-setting", action="store_true",
                         help="for code that predates max_pending_login_states (a BEFORE run)")
     args = parser.parse_args()
@@ -80,6 +84,9 @@ def main() -> None:
     args.server_settings = {} if args.default_cap or args.no_cap_setting else {
         "max_pending_login_states": max(args.sizes) * 2 + 100_000}
     pin_client()
+    profile = Path(args.profile) if args.profile else None
+    if profile is not None:
+        profile.mkdir(parents=True, exist_ok=True)
     print(f"load average {load_average()}")
     site = start(args)
     baseline: dict[str, float] = {}
@@ -90,16 +97,22 @@ def main() -> None:
         # short warm-up the empty-table figure still paid for cold caches and read high)
         for name in ("oidc", "saml"):
             phase(site, name, max(args.warmup, args.logins), args.clients, -1)
-        print(f"{'rows (states, replay)':<24}{'scenario':<8}{'cpu ms':>8}{'vs empty':>10}{'rate/s':>8}{'errors':>7}")
+        print(f"{'rows (states, replay)':<24}{'scenario':<8}{'cpu ms':>8}{'vs empty':>10}{'rate/s':>8}{'errors':>7}"
+              f"{'kernel':>8}")
         for size in args.sizes:
             states, seen = top_up(site.database_url, site.account, states=size, assertions=size)
             for name in ("oidc", "saml"):
-                results = [phase(site, name, args.logins, args.clients, r) for r in range(args.rounds)]
+                before = cpu_split(site.servers["transom"].process.pid)
+                results = [phase(site, name, args.logins, args.clients, size * 10 + r, profile)
+                           for r in range(args.rounds)]
+                after = cpu_split(site.servers["transom"].process.pid)
+                user, system = after[0] - before[0], after[1] - before[1]
+                kernel = system / (user + system) if user + system else 0.0
                 cpu = median([r.cpu_ms for r in results])
                 baseline.setdefault(name, cpu)
                 errors = sum(len(r.errors) for r in results)
                 print(f"{f'{states:,} / {seen:,}':<24}{name:<8}{cpu:8.2f}{cpu / baseline[name]:9.2f}x"
-                      f"{median([r.rate for r in results]):8.0f}{errors:7d}", flush=True)
+                      f"{median([r.rate for r in results]):8.0f}{errors:7d}{kernel:8.0%}", flush=True)
         print(f"load average at the end {load_average()}")
     finally:
         site.stop()

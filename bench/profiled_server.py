@@ -6,7 +6,9 @@ cProfile sees one thread, so there is one profiler for the event loop and one pe
 thread (every ``anyio.to_thread.run_sync`` call, which is how Starlette and FastAPI run sync
 endpoints and dependencies, runs its function under its thread's profiler). SIGUSR1 clears
 and starts them, SIGUSR2 stops them and writes the merged functions, by cumulative and own
-time, to ``$PROFILE_OUT.<n>.txt`` (and ``.prof`` for pstats). Profiling slows the server about twofold: read the shares.
+time, to ``$PROFILE_OUT.<label>.txt`` (and ``.prof`` for pstats), the label read from
+``$PROFILE_OUT.label`` (the bench writes the phase's name there). Profiling slows the
+server about twofold: read the shares.
 """
 
 from __future__ import annotations
@@ -88,8 +90,14 @@ def _stop(_signum: int, _frame: FrameType | None) -> None:
         stats.add(profile)
     stats.sort_stats("cumulative").print_stats(150)
     stats.sort_stats("tottime").print_stats(80)
-    stats.dump_stats(f"{os.environ['PROFILE_OUT']}.{_serial}.prof")  # for pstats / snakeviz
-    with open(f"{os.environ['PROFILE_OUT']}.{_serial}.txt", "w") as out:
+    prefix = os.environ["PROFILE_OUT"]
+    try:  # the bench names the phase it is about to run
+        with open(f"{prefix}.label") as label_file:
+            label = label_file.read().strip()
+    except OSError:
+        label = str(_serial)
+    stats.dump_stats(f"{prefix}.{label}.prof")  # for pstats / snakeviz
+    with open(f"{prefix}.{label}.txt", "w") as out:
         out.write(text.getvalue())
 
 
