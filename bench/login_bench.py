@@ -418,6 +418,8 @@ def main() -> None:
     parser.add_argument("--profiler", choices=("py-spy", "cprofile"), default="py-spy",
                         help="cprofile where py-spy cannot attach (bench/profiled_server.py; read shares, not times)")
     args = parser.parse_args()
+    if args.profile:
+        Path(args.profile).mkdir(parents=True, exist_ok=True)
     pin_client()
     print(f"python {sys.version.split()[0]}, {os.cpu_count()} cores, load average {load_average()}")
     site = start(args)
