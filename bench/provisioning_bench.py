@@ -89,11 +89,14 @@ def new_user(database: Database, account_id: str) -> str:
 
 def run_once(database: Database, account_id: str, user_id: str, claims: Claims, *, first: bool) -> None:
     with database.transaction() as db:
-        account = db.scalars(select(Account).where(Account.id == account_id)).one()
-        user = db.scalars(select(User).where(User.account_id == account_id, User.id == user_id)).one()
-        apply_login_provisioning(
-            db, account=account, user=user, connector=CONNECTOR, claims=claims, first_login=first, trace=LoginTrace()
+        user = directory.LoginUser.of(
+            db.scalars(select(User).where(User.account_id == account_id, User.id == user_id)).one())
+        columns = apply_login_provisioning(
+            db, account_id=account_id, user=user, connector=CONNECTOR, claims=claims, first_login=first,
+            trace=LoginTrace(),
         )
+        if columns:  # the login writes them in its own UPDATE of the user
+            directory.update_login_user(db, user, columns)
 
 
 def claims_for(spaces: list[str], roles: list[str]) -> Claims:

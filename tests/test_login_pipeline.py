@@ -11,9 +11,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import event, func, select
 
-from transom import directory
+from transom import directory, login_activity
 from transom.errors import LoginRefused
 from transom.login import complete_login, preview_login
 from transom.models import AuditEvent, User, WebSession
@@ -96,6 +96,63 @@ def test_a_refused_login_starts_no_session_and_keeps_nothing(rt: Runtime) -> Non
     assert rows(rt) == before
     preview = preview_login(rt, verified(rt))
     assert preview.refused is not None and "removed" in preview.refused.message
+
+
+def statements_of(rt: Runtime, verified_login: VerifiedLogin) -> list[str]:
+    """The SQL statements one ``complete_login`` sends (counted, never timed)."""
+    sent: list[str] = []
+
+    def count(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        sent.append(statement)
+
+    event.listen(rt.db.engine, "before_cursor_execute", count)
+    try:
+        complete_login(rt, verified_login)
+    finally:
+        event.remove(rt.db.engine, "before_cursor_execute", count)
+    return sent
+
+
+def test_a_returning_users_unchanged_login_costs_a_fixed_handful_of_statements(
+    rt: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The steady state: account, user (with its identity), the provisioning reads and the
+    current memberships, one UPDATE of the user and three INSERTs (audit, session, login
+    activity): exactly one UPDATE, of the users table, and nothing else written."""
+    # the login activity's row cap runs on every 50th row of the process: not on this one
+    monkeypatch.setattr(login_activity, "CAP_EVERY", 10**9)
+    complete_login(rt, verified(rt))
+    complete_login(rt, verified(rt))  # the login activity's first sweep of the account is done
+    sent = [s.split(None, 3) for s in statements_of(rt, verified(rt)) if not s.startswith("BEGIN")]
+    verbs = sorted(words[0].upper() for words in sent)
+    assert verbs == ["INSERT"] * 3 + ["SELECT"] * 5 + ["UPDATE"], verbs
+    written = sorted(words[2].strip('"') if words[0].upper() == "INSERT" else words[1].strip('"')
+                     for words in sent if words[0].upper() != "SELECT")
+    assert written == ["audit_events", "login_attempts", "users", "web_sessions"]
+    with rt.db.transaction() as db:
+        user = db.scalars(select(User)).one()
+        assert user.last_login_at is not None and user.first_login_at is not None
+        assert user.first_login_at < user.last_login_at
+
+
+def test_a_returning_users_changed_profile_is_written_and_previewed(rt: Runtime) -> None:
+    """The profile change travels in the login's one UPDATE of the user; the dry run shows the
+    user as the login leaves it and lists the change (captured without ORM objects)."""
+    complete_login(rt, verified(rt))
+    changed = verified(rt, name="Ada King", email="ada.king@acme.example")
+    preview = preview_login(rt, changed)
+    assert preview.user_after is not None
+    assert preview.user_after["display_name"] == "Ada King" and preview.user_after["email"] == "ada.king@acme.example"
+    assert [action for action, _details in preview.changes] == ["user.profile_updated"]
+    sent = statements_of(rt, changed)
+    assert sum(s.startswith("UPDATE") for s in sent) == 1
+    with rt.db.transaction() as db:
+        user = db.scalars(select(User)).one()
+        assert (user.display_name, user.email, user.email_key) == (
+            "Ada King", "ada.king@acme.example", "ada.king@acme.example")
+        details = db.scalars(select(AuditEvent.details).where(AuditEvent.action == "user.profile_updated")).one()
+        assert details == {"changes": {"email": {"from": "ada@acme.example", "to": "ada.king@acme.example"},
+                                       "display_name": {"from": "Ada Lovelace", "to": "Ada King"}}}
 
 
 def _transom_imports(path: Path) -> set[str]:

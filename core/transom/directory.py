@@ -8,11 +8,15 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from typing import Any
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, cast
 
-from sqlalchemy import bindparam, select, update
+from sqlalchemy import Table, bindparam, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.attributes import set_committed_value
+from sqlalchemy.orm.util import identity_key
 
 from transom import audit
 from transom.connector import Connector
@@ -32,6 +36,7 @@ from transom.models import (
     Space,
     SpaceMembership,
     User,
+    utcnow,
 )
 from transom.security import hash_password, new_api_token, token_digest
 from transom.tokens import touch
@@ -88,6 +93,23 @@ def connector_account(session: Session, *, connector: Connector) -> Account:
             "this sign-in method is not set up correctly",
             hint=f"connector '{connector.id}' names account '{connector.account}', which does not exist",
         ) from None
+
+
+_ACCOUNTS = cast(Table, Account.__table__)
+#: built once (the login's first statement): constructing it cost more than running it
+_ACCOUNT_ID_BY_NAME = select(_ACCOUNTS.c.id).where(_ACCOUNTS.c.name == bindparam("name"))
+
+
+def connector_account_id(session: Session, *, connector: Connector) -> str:
+    """:func:`connector_account`'s id alone, read with a prebuilt Core statement (the login
+    transaction needs no Account object)."""
+    account_id: str | None = session.execute(_ACCOUNT_ID_BY_NAME, {"name": connector.account}).scalar()
+    if account_id is None:
+        raise LoginRefused(
+            "this sign-in method is not set up correctly",
+            hint=f"connector '{connector.id}' names account '{connector.account}', which does not exist",
+        )
+    return account_id
 
 
 def get_account(session: Session, *, name: str) -> Account:
@@ -319,6 +341,59 @@ def create_user(
         connector_id=connector_id, details={"user_name": user_name, "status": status},
     )
     return user
+
+
+@dataclass(slots=True)
+class LoginUser:
+    """The columns of a user that a login reads and writes, without an ORM object: a returning
+    user's login reads them with one Core statement and writes them with one Core UPDATE
+    (:func:`update_login_user`)."""
+
+    id: str
+    account_id: str
+    user_name: str
+    email: str | None
+    display_name: str | None
+    given_name: str | None
+    family_name: str | None
+    timezone: str | None
+    status: str
+    password_hash: str | None
+    account_role_id: str | None
+    first_login_at: datetime | None
+
+    @classmethod
+    def of(cls, user: User) -> LoginUser:
+        return cls(
+            id=user.id, account_id=user.account_id, user_name=user.user_name, email=user.email,
+            display_name=user.display_name, given_name=user.given_name, family_name=user.family_name,
+            timezone=user.timezone, status=user.status, password_hash=user.password_hash,
+            account_role_id=user.account_role_id, first_login_at=user.first_login_at,
+        )
+
+
+_USERS = cast(Table, User.__table__)
+#: the columns of :class:`LoginUser`, in its field order
+LOGIN_USER_COLUMNS = tuple(_USERS.c[name] for name in LoginUser.__slots__)
+#: no values(): the SET clause is made of the columns each call passes (one compiled form
+#: per set of columns, cached); the key's bind names differ from every column name
+_UPDATE_USER = update(_USERS).where(_USERS.c.account_id == bindparam("b_account_id"),
+                                    _USERS.c.id == bindparam("b_id"))
+
+
+def update_login_user(session: Session, user: LoginUser, values: dict[str, Any]) -> None:
+    """One Core UPDATE of ``values`` (column -> value) on the user's row, scoped by account;
+    ``updated_at`` is set too. ``user`` and an ORM object of the same user already in the
+    session (a user created or linked by this transaction) are given the same values, so
+    later readers (``transom explain``) see the row as written."""
+    values = {**values, "updated_at": utcnow()}
+    session.execute(_UPDATE_USER, {"b_account_id": user.account_id, "b_id": user.id, **values})
+    loaded = session.identity_map.get(identity_key(User, user.id))
+    for column, value in values.items():
+        if hasattr(user, column):
+            setattr(user, column, value)
+        if loaded is not None:
+            set_committed_value(loaded, column, value)
 
 
 def find_user(session: Session, *, account: Account, email_or_user_name: str) -> User | None:

@@ -21,9 +21,9 @@ import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import event, select
+from sqlalchemy import Table, bindparam, event, select
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 
@@ -36,7 +36,6 @@ from transom.models import (
     USER_DEPROVISIONED,
     USER_PENDING,
     Account,
-    AuditEvent,
     ExternalIdentity,
     User,
     utcnow,
@@ -193,8 +192,11 @@ def _login_transaction(
     db: Session, *, connector: Connector, claims: Claims, groups: ResolvedGroups, trace: LoginTrace,
     session: _SessionStart | None = None,
 ) -> LoginResult:
-    account = directory.connector_account(db, connector=connector)
-    user, created = find_or_create_user(db, account=account, connector=connector, claims=claims, trace=trace)
+    # Steady state (a returning user, nothing changed): five reads, one UPDATE of the user
+    # and three INSERTs (login audit event, session, login activity), every statement built
+    # once at import and executed through Core, with no ORM unit of work.
+    account_id = directory.connector_account_id(db, connector=connector)
+    user, created = find_or_create_user(db, account_id=account_id, connector=connector, claims=claims, trace=trace)
     if user.status == USER_DEPROVISIONED:
         raise LoginRefused(
             "your access to this account has been removed",
@@ -202,26 +204,32 @@ def _login_transaction(
             reason="login.deprovisioned",
         )
     first_login = user.first_login_at is None
-    apply_login_provisioning(
-        db, account=account, user=user, connector=connector, claims=claims, first_login=first_login, trace=trace
+    columns = apply_login_provisioning(
+        db, account_id=account_id, user=user, connector=connector, claims=claims, first_login=first_login, trace=trace
     )
     if groups.ids is not None and user.password_hash is None:
-        sync_user_groups(db, account_id=account.id, user_id=user.id, idp_group_ids=groups.ids,
+        sync_user_groups(db, account_id=account_id, user_id=user.id, idp_group_ids=groups.ids,
                          connector_id=connector.id, trace=trace)
     elif groups.ids is not None:
         trace.note("group sync skipped: the user has a password, so group memberships are managed manually")
+    actor = f"connector:{connector.id}"
     if user.status == USER_PENDING:
         trace.note("pending user (created by SCIM) linked on first SSO login and now active")
-        audit.record(db, account_id=account.id, actor=f"connector:{connector.id}", action="user.activated",
-                     user_id=user.id, connector_id=connector.id)
-    user.status = USER_ACTIVE
+        audit.record_login(db, account_id=account_id, actor=actor, action="user.activated",
+                           user_id=user.id, connector_id=connector.id)
     now = utcnow()
-    user.first_login_at = user.first_login_at or now
-    user.last_login_at = now
-    audit.record(db, account_id=account.id, actor=f"connector:{connector.id}", action="login.sso",
-                 user_id=user.id, connector_id=connector.id,
-                 details={"created": created, "warnings": trace.warnings} if trace.warnings else {"created": created})
-    result = LoginResult(user_id=user.id, account_id=account.id, created=created, trace=trace)
+    if user.status != USER_ACTIVE:
+        columns["status"] = USER_ACTIVE
+    if first_login:
+        columns["first_login_at"] = now
+    columns["last_login_at"] = now
+    directory.update_login_user(db, user, columns)
+    details: dict[str, Any] = {"created": created}
+    if trace.warnings:
+        details["warnings"] = trace.warnings
+    audit.record_login(db, account_id=account_id, actor=actor, action="login.sso", user_id=user.id,
+                       connector_id=connector.id, details=details)
+    result = LoginResult(user_id=user.id, account_id=account_id, created=created, trace=trace)
     if session is not None:
         result.session_cookie = start_session(db, user=user, secret=session.secret,
                                               max_age_seconds=session.max_age_seconds, connector_id=connector.id)
@@ -296,20 +304,17 @@ def _preview(
             preview.provisioning = preview_provisioning(db, account=account, connector=connector, claims=claims)
         except TransomError as exc:
             preview.provisioning_error = exc
-        recorded: list[AuditEvent] = []
-
-        def capture(_session: Session, obj: object) -> None:
-            if isinstance(obj, AuditEvent):
-                recorded.append(obj)
-
-        event.listen(db, "transient_to_pending", capture)
+        recorded = audit.watch(db)
         try:
             result = _login_transaction(db, connector=connector, claims=claims, groups=groups, trace=trace)
         except LoginRefused as exc:
             preview.refused = exc
         else:
             db.flush()
-            user = db.scalars(select(User).where(User.account_id == result.account_id, User.id == result.user_id)).one()
+            # populate_existing: the row as the login's Core UPDATE left it, even when the
+            # session already holds the user (created or linked by this very login)
+            user = db.scalars(select(User).where(User.account_id == result.account_id, User.id == result.user_id)
+                              .execution_options(populate_existing=True)).one()
             preview.result = result
             preview.user_after = directory.user_json(db, user=user)
         # read while the session is open: the rollback discards these objects
@@ -321,28 +326,28 @@ def _preview(
 
 
 def find_or_create_user(
-    db: Session, *, account: Account, connector: Connector, claims: Claims, trace: LoginTrace
-) -> tuple[User, bool]:
+    db: Session, *, account_id: str, connector: Connector, claims: Claims, trace: LoginTrace
+) -> tuple[directory.LoginUser, bool]:
     """By external identity; else link one user of the account with the same user name
     (case-insensitively), else with the same *verified* email; else create. Two candidates:
     refuse, never guess (docs/provisioning.md)."""
-    user = _identified_user(db, account=account, connector=connector, subject=claims.subject)
-    if user is not None:
-        return user, False
-    user = _link_candidate(db, account=account, connector=connector, claims=claims)
+    found = _identified_user(db, account_id=account_id, connector=connector, subject=claims.subject)
+    if found is not None:
+        return found, False
+    user = _link_candidate(db, account_id=account_id, connector=connector, claims=claims)
     if user is not None and _linked_subject(db, user, connector) == claims.subject:
         # The same person's concurrent first login committed between our two queries (each
         # statement sees the latest commit under READ COMMITTED): already linked, not a conflict.
-        return user, False
+        return directory.LoginUser.of(user), False
     created = False
     if user is None:
         refuse_profileless_user(connector, claims)
         user_name = claims.user_name or claims.email or claims.subject
         taken = db.scalar(select(User).where(
-            User.account_id == account.id, User.user_name_key == directory.user_name_key(user_name)))
+            User.account_id == account_id, User.user_name_key == directory.user_name_key(user_name)))
         if claims.user_name is None and taken is not None:
             if _linked_subject(db, taken, connector) == claims.subject:
-                return taken, False  # a concurrent first login of the same person, as above
+                return directory.LoginUser.of(taken), False  # a concurrent first login of the same person, as above
             # The fallback name (an email nobody verified, or the subject) belongs to someone
             # else: never link on it, and say so instead of answering with a bare conflict.
             raise LoginRefused(
@@ -353,7 +358,7 @@ def find_or_create_user(
             )
         try:
             user = directory.create_user(
-                db, account=account, user_name=user_name, email=claims.email,
+                db, account=db.get_one(Account, account_id), user_name=user_name, email=claims.email,
                 display_name=claims.display_name, given_name=claims.given_name, family_name=claims.family_name,
                 actor=f"connector:{connector.id}", connector_id=connector.id,
             )
@@ -368,11 +373,11 @@ def find_or_create_user(
         trace.note(f"new user created just in time as '{user_name}'")
     else:
         trace.note(f"linked existing user '{user.user_name}' to connector '{connector.id}'")
-        audit.record(db, account_id=account.id, actor=f"connector:{connector.id}", action="user.linked",
+        audit.record(db, account_id=account_id, actor=f"connector:{connector.id}", action="user.linked",
                      user_id=user.id, connector_id=connector.id)
-    db.add(ExternalIdentity(account_id=account.id, user_id=user.id, connector_id=connector.id, subject=claims.subject))
+    db.add(ExternalIdentity(account_id=account_id, user_id=user.id, connector_id=connector.id, subject=claims.subject))
     db.flush()
-    return user, created
+    return directory.LoginUser.of(user), created
 
 
 def refuse_profileless_user(connector: Connector, claims: Claims) -> None:
@@ -389,15 +394,15 @@ def refuse_profileless_user(connector: Connector, claims: Claims) -> None:
         )
 
 
-def _link_candidate(db: Session, *, account: Account, connector: Connector, claims: Claims) -> User | None:
+def _link_candidate(db: Session, *, account_id: str, connector: Connector, claims: Claims) -> User | None:
     if claims.user_name:
         by_name = db.scalar(select(User).where(
-            User.account_id == account.id, User.user_name_key == directory.user_name_key(claims.user_name)))
+            User.account_id == account_id, User.user_name_key == directory.user_name_key(claims.user_name)))
         if by_name is not None:
             return _linkable(db, by_name, connector, claims.subject)
     if claims.email and claims.email_verified:
         by_email = list(db.scalars(select(User).where(
-            User.account_id == account.id, User.email_key == claims.email.casefold()).limit(2)))
+            User.account_id == account_id, User.email_key == claims.email.casefold()).limit(2)))
         if len(by_email) > 1:
             raise LoginRefused(
                 "more than one user in this account matches your email address",
@@ -409,11 +414,30 @@ def _link_candidate(db: Session, *, account: Account, connector: Connector, clai
     return None
 
 
-def _identified_user(db: Session, *, account: Account, connector: Connector, subject: str) -> User | None:
-    """The user linked to this subject of this connector, if any."""
-    return db.scalar(select(User).join(ExternalIdentity, ExternalIdentity.user_id == User.id).where(
-        ExternalIdentity.account_id == account.id, ExternalIdentity.connector_id == connector.id,
-        ExternalIdentity.subject == subject, User.account_id == account.id))
+_USERS = cast(Table, User.__table__)
+_IDENTITIES = cast(Table, ExternalIdentity.__table__)
+#: built once: the user linked to a subject of a connector (index: external_identities'
+#: unique key (account_id, connector_id, subject), then the users' primary key)
+_USER_BY_SUBJECT = (
+    select(*directory.LOGIN_USER_COLUMNS)
+    .select_from(_IDENTITIES.join(_USERS, _USERS.c.id == _IDENTITIES.c.user_id))
+    .where(
+        _IDENTITIES.c.account_id == bindparam("account_id"),
+        _IDENTITIES.c.connector_id == bindparam("connector_id"),
+        _IDENTITIES.c.subject == bindparam("subject"),
+        _USERS.c.account_id == bindparam("account_id"),
+    )
+)
+
+
+def _identified_user(
+    db: Session, *, account_id: str, connector: Connector, subject: str
+) -> directory.LoginUser | None:
+    """The user linked to this subject of this connector, if any (a Core row, no ORM object)."""
+    row = db.execute(
+        _USER_BY_SUBJECT, {"account_id": account_id, "connector_id": connector.id, "subject": subject}
+    ).first()
+    return None if row is None else directory.LoginUser(*row)
 
 
 def _linked_subject(db: Session, user: User, connector: Connector) -> str | None:

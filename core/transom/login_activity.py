@@ -29,14 +29,15 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
-from sqlalchemy import delete, event, func, select
+from sqlalchemy import Table, delete, func, select
 from sqlalchemy.orm import Session
 
+from transom import audit
 from transom.connector import Connector
 from transom.errors import TransomError
-from transom.models import Account, AuditEvent, LoginAttempt, utcnow
+from transom.models import Account, LoginAttempt, utcnow
 
 if TYPE_CHECKING:
     from transom.login import LoginResult
@@ -184,12 +185,14 @@ def record_refusal(
         log.warning("login activity not recorded connector=%s: %s", connector.id, type(exc).__name__)
 
 
-def watch_changes(db: Session) -> list[AuditEvent]:
-    """The audit events added to ``db`` from now on (what the login changed)."""
-    seen: list[AuditEvent] = []
-    event.listen(db, "transient_to_pending",
-                 lambda _s, obj: seen.append(obj) if isinstance(obj, AuditEvent) else None)
-    return seen
+def watch_changes(db: Session) -> list[audit.Recorded]:
+    """The audit events recorded in ``db`` from now on (what the login changed), through
+    :func:`transom.audit.watch`."""
+    return audit.watch(db)
+
+
+#: built once: a success row is written on every login
+_INSERT = cast(Table, LoginAttempt.__table__).insert()
 
 
 def record_success(
@@ -199,19 +202,21 @@ def record_success(
     connector: Connector,
     payload: Mapping[str, Any],
     result: LoginResult,
-    changes: list[AuditEvent],
+    changes: list[audit.Recorded],
 ) -> None:
-    """Inside the login transaction: the row commits (or not) with the login itself."""
-    db.add(LoginAttempt(
-        account_id=result.account_id, connector_id=connector.id, protocol=connector.protocol, outcome=SUCCESS,
-        user_id=result.user_id, user_label=user_label(payload), warnings=list(result.trace.warnings),
-        received=received_json(connector.protocol, payload),
-        changes={
+    """Inside the login transaction: the row commits (or not) with the login itself (a Core
+    INSERT, executed at once)."""
+    db.execute(_INSERT, {
+        "account_id": result.account_id, "at": utcnow(), "connector_id": connector.id,
+        "protocol": connector.protocol, "outcome": SUCCESS, "user_id": result.user_id,
+        "user_label": user_label(payload), "code": None, "reason": None, "hint": None,
+        "warnings": list(result.trace.warnings), "received": received_json(connector.protocol, payload),
+        "changes": {
             "created": result.created,
             "changes": [{"action": e.action, "details": e.details} for e in changes if e.action != "login.sso"],
             "notes": list(result.trace.notes),
         },
-    ))
+    })
     _prune_after_record(db, runtime, result.account_id)
 
 

@@ -17,14 +17,14 @@ import functools
 import zoneinfo
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import delete, insert, select, update
+from sqlalchemy import Table, bindparam, delete, insert, select, update
 from sqlalchemy.orm import Session
 
 from transom import audit
 from transom.connector import Claims, Connector, ProvisioningSettings
-from transom.directory import SPACE_MEMBER, name_key
+from transom.directory import SPACE_MEMBER, LoginUser, name_key
 from transom.models import (
     ROLE_SCOPE_ACCOUNT,
     ROLE_SCOPE_SPACE,
@@ -33,7 +33,6 @@ from transom.models import (
     Role,
     Space,
     SpaceMembership,
-    User,
 )
 from transom.trace import LoginTrace
 
@@ -248,24 +247,51 @@ class LoginPreview:
     role_ids: dict[tuple[str, str], str] = field(default_factory=dict)
 
 
+_SPACES = cast(Table, Space.__table__)
+_ROLES = cast(Table, Role.__table__)
+_MEMBERS = cast(Table, SpaceMembership.__table__)
+# Built once, like groups.py's: constructing a statement cost more than SQLite takes to run it.
+#: the spaces the attributes name (index: the spaces' unique key (account_id, name_key))
+_NAMED_SPACES = select(_SPACES.c.name, _SPACES.c.id).where(
+    _SPACES.c.account_id == bindparam("account_id"), _SPACES.c.name_key.in_(bindparam("keys", expanding=True))
+)
+#: every role of the account (a handful)
+_ACCOUNT_ROLES = select(_ROLES.c.scope, _ROLES.c.name, _ROLES.c.id).where(
+    _ROLES.c.account_id == bindparam("account_id")
+)
+#: the user's space memberships with the space's name (role names come from the roles read above)
+_CURRENT_SPACES = (
+    select(_MEMBERS.c.space_id, _MEMBERS.c.role_id, _MEMBERS.c.source, _SPACES.c.name)
+    .select_from(_MEMBERS.join(_SPACES, _SPACES.c.id == _MEMBERS.c.space_id))
+    .where(_MEMBERS.c.account_id == bindparam("account_id"), _MEMBERS.c.user_id == bindparam("user_id"))
+)
+_IDP_ROWS = (
+    _MEMBERS.c.account_id == bindparam("b_account_id"),
+    _MEMBERS.c.user_id == bindparam("b_user_id"),
+    _MEMBERS.c.source == SOURCE_IDP,
+    _MEMBERS.c.space_id.in_(bindparam("b_space_ids", expanding=True)),
+)
+_DELETE_SPACES = delete(_MEMBERS).where(*_IDP_ROWS)
+_REROLE_SPACES = update(_MEMBERS).where(*_IDP_ROWS).values(role_id=bindparam("b_role_id"))
+_INSERT_SPACES = insert(_MEMBERS)
+
+
 def preview_provisioning(db: Session, *, account: Account, connector: Connector, claims: Claims) -> LoginPreview:
     """Apply the pure rules to ``claims`` with the account's names; reads only."""
+    return plan_login(db, account_id=account.id, connector=connector, claims=claims)
+
+
+def plan_login(db: Session, *, account_id: str, connector: Connector, claims: Claims) -> LoginPreview:
+    """:func:`preview_provisioning` by the account's id (the login transaction reads no
+    Account object)."""
     settings = connector.provisioning
     wanted = {name_key(v) for v in split_values(claims.space_names) if v}
     if settings.default_space:
         wanted.add(name_key(settings.default_space))
-    # Indexed lookups: (account_id, name_key) is the spaces' unique key; roles are a handful.
-    space_rows = (
-        db.execute(select(Space.name, Space.id).where(Space.account_id == account.id, Space.name_key.in_(wanted))).all()
-        if wanted
-        else []
-    )
+    space_rows = db.execute(_NAMED_SPACES, {"account_id": account_id, "keys": list(wanted)}).all() if wanted else []
     space_ids: dict[str, str] = {name: sid for name, sid in space_rows}
     role_ids: dict[tuple[str, str], str] = {
-        (scope, name): rid
-        for scope, name, rid in db.execute(
-            select(Role.scope, Role.name, Role.id).where(Role.account_id == account.id)
-        ).all()
+        (scope, name): rid for scope, name, rid in db.execute(_ACCOUNT_ROLES, {"account_id": account_id}).all()
     }
     plan = plan_space_roles(
         space_values=claims.space_names,
@@ -301,28 +327,34 @@ def preview_provisioning(db: Session, *, account: Account, connector: Connector,
 def apply_login_provisioning(
     db: Session,
     *,
-    account: Account,
-    user: User,
+    account_id: str,
+    user: LoginUser,
     connector: Connector,
     claims: Claims,
     first_login: bool,
     trace: LoginTrace,
-) -> None:
+) -> dict[str, Any]:
     """Apply profile, timezone, space/role and account-role rules inside the login
-    transaction. ``update_profile_on_login = false`` applies them on the first login only."""
+    transaction. ``update_profile_on_login = false`` applies them on the first login only.
+
+    Memberships and audit events are written here; the user's own columns that change are
+    returned (column -> value) and NOT written: the caller writes them with
+    :func:`transom.directory.update_login_user`, the login in the same UPDATE as its
+    timestamps."""
     if not (first_login or connector.provisioning.update_profile_on_login):
         trace.note("profile, spaces and roles not refreshed: update_profile_on_login = false")
-        return
-    preview = preview_provisioning(db, account=account, connector=connector, claims=claims)
+        return {}
+    preview = plan_login(db, account_id=account_id, connector=connector, claims=claims)
     for warning in preview.warnings:
         trace.warn(f"connector '{connector.id}': {warning}")
     for note in preview.spaces.notes:
         trace.note(note)
-    login = _Login(db, account=account, user=user, connector=connector, actor=f"connector:{connector.id}")
-    _apply_profile(login, claims=claims, timezone=preview.timezone)
+    login = _Login(db, account_id=account_id, user=user, connector=connector, actor=f"connector:{connector.id}")
+    columns = _apply_profile(login, claims=claims, timezone=preview.timezone)
     _apply_spaces(login, preview=preview, trace=trace)
     if preview.account_role.role is not None:
-        _apply_account_role(login, preview=preview)
+        columns.update(_apply_account_role(login, preview=preview))
+    return columns
 
 
 @dataclass(frozen=True)
@@ -331,15 +363,15 @@ class _Login:
     same rows and audits its change the same way (the user and the connector named)."""
 
     db: Session
-    account: Account
-    user: User
+    account_id: str
+    user: LoginUser
     connector: Connector
     actor: str
 
     def audit(self, action: str, details: dict[str, Any]) -> None:
-        audit.record(
+        audit.record_login(
             self.db,
-            account_id=self.account.id,
+            account_id=self.account_id,
             actor=self.actor,
             action=action,
             user_id=self.user.id,
@@ -348,8 +380,9 @@ class _Login:
         )
 
 
-def _apply_profile(login: _Login, *, claims: Claims, timezone: str | None) -> None:
-    """Set the contact details the IdP sent; a missing value never clears a stored one."""
+def _apply_profile(login: _Login, *, claims: Claims, timezone: str | None) -> dict[str, Any]:
+    """The contact details the IdP sent that differ from the user's (column -> new value); a
+    missing value never clears a stored one. Audited here, written by the caller."""
     wanted: dict[str, str | None] = {
         "email": claims.email.strip() if claims.email else None,
         "display_name": claims.display_name,
@@ -359,14 +392,16 @@ def _apply_profile(login: _Login, *, claims: Claims, timezone: str | None) -> No
     }
     user = login.user
     changes: dict[str, dict[str, Any]] = {}
+    columns: dict[str, Any] = {}
     for attr, value in wanted.items():
         if value and getattr(user, attr) != value:
             changes[attr] = {"from": getattr(user, attr), "to": value}
-            setattr(user, attr, value)
-    if "email" in changes:
-        user.email_key = user.email.casefold() if user.email else None
+            columns[attr] = value
+    if "email" in columns:
+        columns["email_key"] = columns["email"].casefold()
     if changes:
         login.audit("user.profile_updated", {"changes": changes})
+    return columns
 
 
 def _apply_spaces(login: _Login, *, preview: LoginPreview, trace: LoginTrace) -> None:
@@ -376,26 +411,19 @@ def _apply_spaces(login: _Login, *, preview: LoginPreview, trace: LoginTrace) ->
     rows (granted by an admin) are never touched, even when the IdP names the same space
     with another role: the person who granted it by hand decides (docs/provisioning.md).
     """
-    db, account, user = login.db, login.account, login.user
+    db, account_id, user = login.db, login.account_id, login.user
     plan = preview.spaces
     space_ids = preview.space_ids
     role_ids = {name: rid for (scope, name), rid in preview.role_ids.items() if scope == ROLE_SCOPE_SPACE}
     desired = {
         space_ids[a.space]: role_ids[a.role] for a in plan.assignments if a.space in space_ids and a.role in role_ids
     }
+    # every role of the account was read by the preview: the roles' rows are not read again
+    any_role_name = {rid: name for (_scope, name), rid in preview.role_ids.items()}
     current = {
-        space_id: (role_id, source, space_name, role_name)
-        for space_id, role_id, source, space_name, role_name in db.execute(
-            select(
-                SpaceMembership.space_id,
-                SpaceMembership.role_id,
-                SpaceMembership.source,
-                Space.name,
-                Role.name,
-            )
-            .join(Space, Space.id == SpaceMembership.space_id)
-            .join(Role, Role.id == SpaceMembership.role_id)
-            .where(SpaceMembership.account_id == account.id, SpaceMembership.user_id == user.id)
+        space_id: (role_id, source, space_name, any_role_name.get(role_id, role_id))
+        for space_id, role_id, source, space_name in db.execute(
+            _CURRENT_SPACES, {"account_id": account_id, "user_id": user.id}
         ).all()
     }
     role_names = {v: k for k, v in role_ids.items()}
@@ -418,25 +446,17 @@ def _apply_spaces(login: _Login, *, preview: LoginPreview, trace: LoginTrace) ->
         if have_role != role_id:
             rerole.setdefault(role_id, []).append(sid)
 
-    scope = (SpaceMembership.account_id == account.id, SpaceMembership.user_id == user.id)
+    scope = {"b_account_id": account_id, "b_user_id": user.id}
     if removed:
-        db.execute(
-            delete(SpaceMembership).where(
-                *scope, SpaceMembership.source == SOURCE_IDP, SpaceMembership.space_id.in_(removed)
-            )
-        )
+        db.execute(_DELETE_SPACES, {**scope, "b_space_ids": removed})
     for role_id, sids in rerole.items():
-        db.execute(
-            update(SpaceMembership)
-            .where(*scope, SpaceMembership.source == SOURCE_IDP, SpaceMembership.space_id.in_(sids))
-            .values(role_id=role_id)
-        )
+        db.execute(_REROLE_SPACES, {**scope, "b_space_ids": sids, "b_role_id": role_id})
     if added:
         db.execute(
-            insert(SpaceMembership),
+            _INSERT_SPACES,
             [
                 {
-                    "account_id": account.id,
+                    "account_id": account_id,
                     "user_id": user.id,
                     "space_id": sid,
                     "role_id": desired[sid],
@@ -461,16 +481,17 @@ def _apply_spaces(login: _Login, *, preview: LoginPreview, trace: LoginTrace) ->
     login.audit("user.spaces_updated", details)
 
 
-def _apply_account_role(login: _Login, *, preview: LoginPreview) -> None:
+def _apply_account_role(login: _Login, *, preview: LoginPreview) -> dict[str, Any]:
+    """The account role column to write, if it changes (audited here)."""
     user = login.user
     role_name = preview.account_role.role
     names = {rid: name for (scope, name), rid in preview.role_ids.items() if scope == ROLE_SCOPE_ACCOUNT}
     role_id = preview.role_ids.get((ROLE_SCOPE_ACCOUNT, role_name or ""))
     if role_id is None or user.account_role_id == role_id:
-        return
+        return {}
     before = names.get(user.account_role_id or "")
-    user.account_role_id = role_id
     login.audit("user.account_role_changed", {"from": before, "to": role_name})
+    return {"account_role_id": role_id}
 
 
 __all__ = [
@@ -481,6 +502,7 @@ __all__ = [
     "apply_login_provisioning",
     "canonical_timezone",
     "pick_account_role",
+    "plan_login",
     "plan_space_roles",
     "preview_provisioning",
     "split_values",

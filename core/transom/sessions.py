@@ -7,14 +7,18 @@ from __future__ import annotations
 import hashlib
 import secrets
 from datetime import UTC, datetime, timedelta
+from typing import cast
 
-from sqlalchemy import delete, select
+from sqlalchemy import Table, delete, select
 from sqlalchemy.orm import Session
 
+from transom.directory import LoginUser
 from transom.models import USER_DEPROVISIONED, User, WebSession
 from transom.security import sign, unsign
 
 COOKIE_NAME = "transom_session"
+#: built once: a session row is written on every login
+_INSERT = cast(Table, WebSession.__table__).insert()
 
 
 def _hash(session_id: str) -> str:
@@ -22,21 +26,20 @@ def _hash(session_id: str) -> str:
 
 
 def start_session(
-    session: Session, *, user: User, secret: str, max_age_seconds: int, connector_id: str | None
+    session: Session, *, user: User | LoginUser, secret: str, max_age_seconds: int, connector_id: str | None
 ) -> str:
-    """Create the session row; returns the signed cookie value."""
+    """Create the session row (a Core INSERT, executed at once: the user's row must already
+    be written); returns the signed cookie value."""
     session_id = secrets.token_urlsafe(32)
     now = datetime.now(UTC)
-    session.add(
-        WebSession(
-            id_hash=_hash(session_id),
-            account_id=user.account_id,
-            user_id=user.id,
-            connector_id=connector_id,
-            created_at=now,
-            expires_at=now + timedelta(seconds=max_age_seconds),
-        )
-    )
+    session.execute(_INSERT, {
+        "id_hash": _hash(session_id),
+        "account_id": user.account_id,
+        "user_id": user.id,
+        "connector_id": connector_id,
+        "created_at": now,
+        "expires_at": now + timedelta(seconds=max_age_seconds),
+    })
     return sign(secret, session_id)
 
 
