@@ -15,7 +15,7 @@ CORE = Path(__file__).resolve().parents[1] / "core" / "transom"
 #: or behind ``TYPE_CHECKING`` (that is how the login/provisioning/groups/directory cycle hid)
 PIPELINE = [
     "login.py", "verified.py", "trace.py", "provisioning.py", "groups.py", "directory.py", "attributes.py",
-    "loginstate.py", "sessions.py", "audit.py", "explain.py",
+    "loginstate.py", "singleuse.py", "sessions.py", "audit.py", "explain.py",
     *(str(p.relative_to(CORE)) for p in sorted((CORE / "oidc").glob("*.py"))),
     *(str(p.relative_to(CORE)) for p in sorted((CORE / "saml").glob("*.py"))),
     "web/sso_routes.py", "web/saml_routes.py",

@@ -19,15 +19,20 @@ from conftest import client_for
 from lxml import etree
 from onelogin.saml2.utils import OneLogin_Saml2_Utils
 from onelogin.saml2.xml_utils import OneLogin_Saml2_XML
-from saml_support import acs_url, assert_refused, build, generic_attributes, generic_connector, sp_entity_id
-from sqlalchemy import false, select
+from saml_support import acs_url, assert_refused, build, counts, generic_attributes, generic_connector, sp_entity_id
+from sqlalchemy import select
 from starlette.testclient import TestClient
 
 import transom.saml.library_clock as library_clock_module
 import transom.saml.replay
+from transom.errors import LoginRefused
+from transom.login import complete_login
+from transom.loginstate import BINDING_COOKIE
 from transom.models import SamlAssertionSeen
 from transom.runtime import Runtime
+from transom.saml.form import AcsForm
 from transom.saml.response import VerifiedResponse
+from transom.saml.verify import verify_saml
 from transom.testing.saml import (
     DS_NS,
     SAML_NS,
@@ -379,28 +384,29 @@ def test_unsolicited_relay_state_is_kept_only_when_it_is_a_local_path(
     turn any unsafe target into "/" anyway)."""
     verified = VerifiedResponse(assertion_id=f"_a{relay_state!r}", in_response_to=None,
                                 expires_at=datetime.now(UTC) + timedelta(minutes=5), payload={})
-    with env.runtime.db.transaction() as db:
-        assert transom.saml.replay.accept_response(
-            db, env.runtime, connector=env.runtime.connector(env.connector_id), verified=verified, binding=None,
-            relay_state=relay_state) == expected
+    with env.runtime.db.read() as db:
+        checked = transom.saml.replay.check_response(
+            db, connector=env.runtime.connector(env.connector_id), verified=verified, binding=None,
+            relay_state=relay_state)
+    assert checked.next_path == expected
 
 
-def test_replay_racing_past_the_lookup_is_refused_by_the_primary_key(
-    env: Env, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """The second layer on its own: the lookup is made to miss (as when the other post
-    commits just after it looked), so only the primary key can refuse; nothing is kept."""
+def test_replay_racing_past_the_lookup_is_refused_by_the_primary_key(env: Env) -> None:
+    """The second layer on its own: two posts of one response both pass the read-only
+    lookup before either is spent (as when they race), so only the primary key can refuse
+    the second, in its login transaction; nothing of that login is kept."""
     request = env.start()
-    encoded = encode(env.signed(request))
-    env.accepted(post_response(env.client, env.connector_id, encoded))
-    monkeypatch.setattr(transom.saml.replay, "select", lambda *columns: select(*columns).where(false()))
-    caplog.clear()
-    with caplog.at_level("INFO", logger="transom.refusal"):
-        again = post_response(env.client, env.connector_id, encoded)
-    assert again.status_code == 400 and again.json()["reason"] == "saml.replay", again.text
-    assert "code=saml.replay" in caplog.text and "layer=primary_key" in caplog.text
-    with env.runtime.db.transaction() as db:
-        assert len(db.scalars(select(SamlAssertionSeen)).all()) == 1
+    form = AcsForm(saml_response=encode(env.signed(request)), relay_state=None)
+    binding = env.client.cookies.get(BINDING_COOKIE)
+    connector = env.runtime.connector(env.connector_id)
+    first = verify_saml(env.runtime, connector, form, binding=binding)
+    second = verify_saml(env.runtime, connector, form, binding=binding)  # the lookup misses for both
+    complete_login(env.runtime, first)
+    with pytest.raises(LoginRefused) as refused:
+        complete_login(env.runtime, second)
+    assert refused.value.reason == "saml.replay" and refused.value.log_detail == "layer=primary_key"
+    state = counts(env.runtime)
+    assert (state["users"], state["sessions"], state["assertions_seen"], state["login_states"]) == (1, 1, 1, 0)
 
 
 def test_the_library_clock_stands_still_while_the_library_validates(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -8,6 +8,11 @@ meeting in SQLite's busy handler, which sleeps in growing steps (up to 100 ms) b
 retries: the lock hands the database to the next writer the moment the last one commits.
 Other processes (CLI, a second worker) still meet this process in the busy handler.
 
+A read that must not queue behind the writers (an SSO callback checking its login state
+before the network calls) runs in ``Database.read``: on SQLite a deferred ``BEGIN`` (a WAL
+snapshot, no writer lock, no ``BEGIN IMMEDIATE``); on both engines a statement that is not a
+``SELECT`` fails there, and the unit is rolled back, never committed.
+
 WAL checkpoints run in a background thread (``_Checkpointer``), not inside a login's COMMIT:
 SQLite's automatic checkpoint copies the WAL into the database file and fsyncs it as part of
 whichever commit crosses the threshold, which made that login 5-10x slower than its
@@ -35,6 +40,9 @@ from transom.textpolicy import check_statement_parameters
 AUTO_CHECKPOINT_PAGES = 10_000
 #: how often the background checkpointer looks for new commits
 CHECKPOINT_INTERVAL_SECONDS = 0.5
+
+#: connection execution option of a ``Database.read`` unit
+READ_ONLY = "transom_read_only"
 
 #: as long as SQLite's busy timeout: a writer waits this long before "database is locked"
 WRITER_WAIT_SECONDS = 30.0
@@ -74,10 +82,16 @@ def unavailable_error(exc: SQLAlchemyError) -> ServiceUnavailable | None:
                               log_detail=f"error={cause}")
 
 
+class ReadOnlyViolation(RuntimeError):
+    """A statement other than a read in a ``Database.read`` unit: a bug, never a client's doing."""
+
+
 def _parameter_backstop(engine: Engine) -> None:
     @event.listens_for(engine, "before_cursor_execute")
-    def _check(_conn: Any, _cursor: Any, _statement: str, parameters: Any, _context: Any,
+    def _check(conn: Any, _cursor: Any, statement: str, parameters: Any, _context: Any,
                executemany: bool) -> None:
+        if conn.get_execution_options().get(READ_ONLY) and statement.lstrip()[:6].upper() not in ("SELECT", "BEGIN"):
+            raise ReadOnlyViolation(f"a read-only unit may only read: {statement.lstrip()[:40]!r}")
         for params in parameters if executemany else (parameters,):
             check_statement_parameters(params)
 
@@ -109,8 +123,9 @@ def _make_engine(url: str, **kwargs: Any) -> Engine:
 
         @event.listens_for(engine, "begin")
         def _sqlite_begin(conn: Any) -> None:
-            # Writers serialise at BEGIN instead of failing on lock upgrade mid-transaction.
-            conn.exec_driver_sql("BEGIN IMMEDIATE")
+            # Writers serialise at BEGIN instead of failing on lock upgrade mid-transaction;
+            # a read-only unit takes a snapshot and no lock (Database.read).
+            conn.exec_driver_sql("BEGIN" if conn.get_execution_options().get(READ_ONLY) else "BEGIN IMMEDIATE")
 
         return engine
     return create_engine(url, pool_pre_ping=True, **kwargs)
@@ -184,6 +199,19 @@ class Database:
             writer.release()
         assert self.checkpointer is not None
         self.checkpointer.committed()
+
+    @contextmanager
+    def read(self) -> Iterator[Session]:
+        """A read-only unit: one snapshot, rolled back at the end. On SQLite a deferred
+        ``BEGIN`` without the process's writer lock, so it never queues behind a login's
+        transaction (WAL readers do not block the writer, nor it them). A statement other
+        than a ``SELECT`` in it raises :class:`ReadOnlyViolation`."""
+        with self.sessions() as session:
+            session.connection(execution_options={READ_ONLY: True})
+            try:
+                yield session
+            finally:
+                session.rollback()
 
     def dispose(self) -> None:
         if self.checkpointer is not None:

@@ -5,8 +5,12 @@
 :func:`complete_login` takes a :class:`~transom.verified.VerifiedLogin` (claims already
 mapped by the verify step), resolves the groups (an overage is looked up through the IdP's
 API, before any transaction opens, so a network call never holds the SQLite write lock),
-then runs ONE transaction that finds, links or creates the user, applies the provisioning
-rules, syncs groups, writes the audit trail and starts the browser session.
+then runs ONE transaction that spends the callback's single-use marks (its first
+statements: the login state, SAML's replay row), finds, links or creates the user, applies
+the provisioning rules, syncs groups, writes the audit trail and starts the browser
+session. A callback thus writes once; when anything fails, the marks are spent in a
+transaction of their own, and before an overage lookup they are spent first
+(transom.singleuse).
 
 :func:`preview_login` and :func:`preview_unverified` run the very same steps in a
 transaction that is always rolled back (``transom explain``). Only a ``VerifiedLogin`` can
@@ -44,6 +48,7 @@ from transom.provisioning import LoginPreview as ProvisioningPreview
 from transom.provisioning import apply_login_provisioning, preview_provisioning
 from transom.runtime import Runtime
 from transom.sessions import start_session
+from transom.singleuse import SingleUse
 from transom.trace import LoginTrace
 from transom.verified import VerifiedLogin, map_claims
 
@@ -93,10 +98,22 @@ class ResolvedGroups:
 
 def complete_login(runtime: Runtime, verified: VerifiedLogin) -> LoginResult:
     """Everything after protocol verification, for both protocols: group resolution, then
-    one transaction (user, provisioning, groups, audit, session). Raises ``LoginRefused``
-    with a hint; on any refusal nothing of the transaction is kept."""
+    one transaction (the callback's single-use marks, user, provisioning, groups, audit,
+    session). Raises ``LoginRefused`` with a hint; on any refusal nothing of the transaction
+    is kept, and the marks are spent in a transaction of their own (transom.singleuse)."""
+    single_use = verified.single_use
+    if single_use is None:
+        return _complete_login(runtime, verified, None)
+    with single_use.spent_on_failure(runtime.db):
+        return _complete_login(runtime, verified, single_use)
+
+
+def _complete_login(runtime: Runtime, verified: VerifiedLogin, single_use: SingleUse | None) -> LoginResult:
     connector, claims = verified.connector, verified.claims
     trace = LoginTrace()
+    if single_use is not None and _needs_idp_lookup(connector, claims):
+        # a replayed state or assertion must never reach the IdP's API: spend them first
+        single_use.spend_now(runtime.db)
     groups = resolve_groups(runtime, connector, claims, verified.payload, trace, idp_lookups=True)
     session = _SessionStart(secret=_session_secret(runtime),
                             max_age_seconds=runtime.config.server.session_max_age_seconds)
@@ -106,6 +123,8 @@ def complete_login(runtime: Runtime, verified: VerifiedLogin) -> LoginResult:
         del trace.notes[kept_notes:], trace.warnings[kept_warnings:]
         try:
             with runtime.db.transaction() as db:
+                if single_use is not None:
+                    single_use.spend(db)  # first: refused when a replay or a concurrent callback spent them
                 changes = login_activity.watch_changes(db)
                 result = _login_transaction(db, connector=connector, claims=claims, groups=groups, trace=trace,
                                             session=session)
@@ -123,6 +142,8 @@ def complete_login(runtime: Runtime, verified: VerifiedLogin) -> LoginResult:
             time.sleep(random.uniform(0, 0.02 * attempt))  # noqa: S311 - jitter, not a secret
             continue
         break
+    if single_use is not None:
+        single_use.committed()
     result.next_path = verified.next_path
     label = IDP_LABELS.get(connector.type, connector.type)
     log.info(
@@ -146,6 +167,11 @@ def _session_secret(runtime: Runtime) -> str:
     if secret is None:  # create_app generates one; a bare runtime must be given one
         raise ConfigError("server.session_secret is not set")
     return secret.get_secret_value()
+
+
+def _needs_idp_lookup(connector: Connector, claims: Claims) -> bool:
+    """Whether :func:`resolve_groups` will call the IdP's API (a groups overage)."""
+    return connector.syncs_groups and claims.groups.state is GroupsState.OVERAGE
 
 
 def resolve_groups(

@@ -3,7 +3,9 @@
 OIDC keeps ``state`` (the row key), ``nonce`` and the PKCE verifier here; SAML keeps the
 AuthnRequest ID (the row key). A row is bound to the browser that started the login through
 the ``transom_login`` cookie (its hash is stored), lives a few minutes, and is deleted when
-consumed, so a state or request id works once (login CSRF, replayed callbacks).
+spent, so a state or request id works once (login CSRF, replayed callbacks). A callback
+*checks* its state read-only (:func:`check_login_state`) and *spends* it with one ``DELETE``
+that must match exactly one row (:func:`login_state_mark`, transom.singleuse).
 
 The start route needs no login, so anyone can create rows. Two caps keep that bounded
 (docs/performance.md): a browser (binding cookie) holds at most
@@ -22,10 +24,12 @@ import logging
 import secrets
 import threading
 import time
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import cast
 
 from fastapi import Request, Response
-from sqlalchemy import Delete, delete, func, insert, select
+from sqlalchemy import Delete, Table, bindparam, delete, func, insert, select
 from sqlalchemy.orm import Session
 
 from transom.connector import Connector
@@ -33,6 +37,7 @@ from transom.errors import LoginRefused
 from transom.models import Account, LoginState
 from transom.purges import expired_login_states
 from transom.runtime import Runtime
+from transom.singleuse import Mark
 
 log = logging.getLogger("transom.loginstate")
 
@@ -174,33 +179,78 @@ def _cap_check_due(account_id: str) -> bool:
         return starts == 0
 
 
-def consume_login_state(
-    db: Session, *, key: str, binding: str | None, connector_id: str | None = None
-) -> LoginState:
-    """Fetch and delete the state in one go; refuse unknown, reused, expired, foreign-browser
-    or other-connector states with the same message (no oracle)."""
-    refused = LoginRefused(
+#: the table itself: Core statements, no ORM unit of work
+_STATES = cast(Table, LoginState.__table__)
+#: the check's read (built once; a callback is a hot path)
+_READ_STATE = select(
+    _STATES.c.key, _STATES.c.account_id, _STATES.c.connector_id, _STATES.c.protocol, _STATES.c.nonce,
+    _STATES.c.code_verifier, _STATES.c.next_path, _STATES.c.browser_binding, _STATES.c.expires_at,
+).where(_STATES.c.key == bindparam("key"))
+#: spending: one statement that must match exactly one row (of two racing DELETEs only one does)
+_SPEND_STATE = delete(_STATES).where(
+    _STATES.c.account_id == bindparam("account_id"), _STATES.c.key == bindparam("key"),
+).returning(_STATES.c.key)
+
+
+@dataclass(frozen=True)
+class PendingState:
+    """A login state that passed :func:`check_login_state` (not yet spent)."""
+
+    key: str
+    account_id: str
+    connector_id: str
+    protocol: str
+    nonce: str | None
+    code_verifier: str | None
+    next_path: str | None
+
+
+def _state_refused() -> LoginRefused:
+    return LoginRefused(
         "this sign-in link has expired or was already used; start the sign-in again",
         hint="the login state was unknown, reused, expired or started in another browser",
         # one reason for every case, like the message: which one it was is no one's business
         reason="login.state",
     )
+
+
+def check_login_state(
+    db: Session, *, key: str, binding: str | None, connector_id: str | None = None, account_id: str | None = None,
+) -> PendingState:
+    """Read-only (``Database.read``): refuse unknown, spent, expired, foreign-browser,
+    other-connector or other-account states with the same message (no oracle). Spends
+    nothing: a refusal here leaves the state usable by the browser that started the login."""
     if not key or len(key) > 128:
-        raise refused
-    row = db.scalar(select(LoginState).where(LoginState.key == key))
+        raise _state_refused()
+    row = db.execute(_READ_STATE, {"key": key}).one_or_none()
     if row is None:
-        raise refused
-    # Delete first: whatever happens next, this state cannot be used again.
-    deleted = db.execute(delete(LoginState).where(LoginState.key == key)).rowcount  # type: ignore[attr-defined]
-    if deleted != 1:
-        raise refused
+        raise _state_refused()
     expires = row.expires_at if row.expires_at.tzinfo else row.expires_at.replace(tzinfo=UTC)
     if expires <= datetime.now(UTC):
-        raise refused
+        raise _state_refused()
     if connector_id is not None and row.connector_id != connector_id:
-        raise refused
+        raise _state_refused()
+    if account_id is not None and row.account_id != account_id:
+        raise _state_refused()
     if row.browser_binding is not None and (
         binding is None or not hmac.compare_digest(row.browser_binding, _digest(binding))
     ):
-        raise refused
-    return row
+        raise _state_refused()
+    return PendingState(key=row.key, account_id=row.account_id, connector_id=row.connector_id, protocol=row.protocol,
+                        nonce=row.nonce, code_verifier=row.code_verifier, next_path=row.next_path)
+
+
+def spend_login_state(db: Session, *, account_id: str, key: str) -> None:
+    """Delete the state (``DELETE ... RETURNING``, scoped by account); refused unless exactly
+    one row matched: it was spent already, by a replay or by a concurrent callback."""
+    if len(db.execute(_SPEND_STATE, {"account_id": account_id, "key": key}).all()) != 1:
+        raise _state_refused()
+
+
+def login_state_mark(state: PendingState) -> Mark:
+    """The checked state as a single-use mark (transom.singleuse)."""
+
+    def spend(db: Session) -> None:
+        spend_login_state(db, account_id=state.account_id, key=state.key)
+
+    return spend

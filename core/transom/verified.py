@@ -3,9 +3,10 @@ has between the protocol checks and :func:`transom.login.complete_login`.
 
 The last step of a verify is :func:`map_claims`: the connector's plugin maps the verified
 payload (OIDC claims or SAML NameID/attributes) to :class:`~transom.connector.Claims`, and
-the host adds the provisioning attributes. It runs *before* anything single-use is spent
-(SAML's replay cache and request id), so a plugin's refusal (transient NameID, foreign
-tenant, no subject) writes nothing.
+the host adds the provisioning attributes. For SAML it runs before the single-use marks
+(replay cache, request id) are even checked, so a plugin's refusal (transient NameID,
+foreign tenant, no subject) writes nothing; an OIDC callback has checked its login state
+before the code exchange, so a refusal there spends the state (transom.singleuse).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from transom.attributes import with_provisioning_values
 from transom.connector import Claims, Connector
 from transom.errors import ConnectorError, LoginRefused
 from transom.runtime import Runtime
+from transom.singleuse import SingleUse
 
 Protocol = Literal["oidc", "saml"]
 
@@ -46,7 +48,9 @@ class ProtocolFacts:
 @dataclass(frozen=True)
 class VerifiedLogin:
     """A login whose protocol checks all passed (OIDC: state and browser binding, ``iss``,
-    code exchange, id_token; SAML: signature, conditions, replay, InResponseTo)."""
+    code exchange, id_token; SAML: signature, conditions, replay, InResponseTo). The
+    single-use marks were checked, not spent: :func:`transom.login.complete_login` spends
+    ``single_use``."""
 
     connector: Connector
     #: the verified payload the plugin saw: id_token claims, or the SAML payload mapping
@@ -56,6 +60,10 @@ class VerifiedLogin:
     #: where to send the browser afterwards (already checked to be a local path)
     next_path: str | None
     facts: ProtocolFacts
+    #: the callback's single-use marks (login state, SAML replay row), checked and not yet
+    #: spent: complete_login spends them first in its transaction (transom.singleuse);
+    #: ``None`` for a payload that came through no callback (``transom explain``, tests)
+    single_use: SingleUse | None = None
 
 
 def standard_oidc_claims(payload: Mapping[str, Any]) -> Claims:
@@ -93,8 +101,8 @@ def map_claims(runtime: Runtime, connector: Connector, payload: Mapping[str, Any
 
 def verified_login(
     runtime: Runtime, connector: Connector, payload: Mapping[str, Any], *, facts: ProtocolFacts,
-    next_path: str | None = None,
+    next_path: str | None = None, single_use: SingleUse | None = None,
 ) -> VerifiedLogin:
     """Build the value a verify step returns, mapping the claims once."""
     return VerifiedLogin(connector=connector, payload=payload, claims=map_claims(runtime, connector, payload),
-                         next_path=next_path, facts=facts)
+                         next_path=next_path, facts=facts, single_use=single_use)

@@ -1,9 +1,11 @@
 """The one OIDC verify step: callback parameters in, a
 :class:`~transom.verified.VerifiedLogin` out.
 
-Transaction discipline (docs/oidc.md): the login state is consumed in its own short
-transaction first, so it is gone even if everything after fails; the network calls (token
-endpoint, JWKS) then run with no transaction open.
+Transaction discipline (docs/oidc.md): the login state is checked in a read-only unit first
+(on SQLite without the writer lock); the network calls (token endpoint, JWKS, UserInfo) then
+run with no transaction open, and the state is spent as the first statement of the login's
+one transaction, or in a transaction of its own if anything after the check fails
+(transom.singleuse).
 """
 
 from __future__ import annotations
@@ -14,13 +16,14 @@ from typing import Any
 from transom import login_activity
 from transom.connector import Connector, OidcProvider
 from transom.errors import BadRequest, LoginRefused, NotFound
-from transom.loginstate import consume_login_state
+from transom.loginstate import PendingState, check_login_state, login_state_mark
 from transom.oidc.discovery import resolve, verify_with_discovery
 from transom.oidc.endpoints import callback_url
 from transom.oidc.idtoken import MAX_ID_TOKEN_CHARS, parse_header
 from transom.oidc.token_endpoint import exchange_code
 from transom.oidc.userinfo import with_userinfo
 from transom.runtime import Runtime
+from transom.singleuse import SingleUse
 from transom.verified import ProtocolFacts, VerifiedLogin, verified_login
 
 #: callback parameters we read; anything longer than this is not from an IdP
@@ -61,16 +64,6 @@ def read_callback_params(values: Any) -> CallbackParams:
 
 
 @dataclass(frozen=True)
-class _Pending:
-    """What the consumed login state says about the login it belongs to."""
-
-    connector: Connector
-    nonce: str | None
-    code_verifier: str | None
-    next_path: str | None
-
-
-@dataclass(frozen=True)
 class VerifiedTokens:
     """The id_token's verified claims, plus what a later step may need from the token
     response (the access token for UserInfo)."""
@@ -85,9 +78,39 @@ class VerifiedTokens:
 def verify_oidc(runtime: Runtime, params: CallbackParams, *, binding: str | None) -> VerifiedLogin:
     """State and browser binding, the IdP's error answer, ``iss`` (RFC 9207), the code
     exchange and the id_token checks; then the plugin's claims mapping. Raises a 4xx
-    ``TransomError`` (``UpstreamError`` 502 when the IdP cannot be reached)."""
-    pending = _consume_state(runtime, params, binding)
-    connector = pending.connector
+    ``TransomError`` (``UpstreamError`` 502 when the IdP cannot be reached). The state is
+    checked, not spent: the returned login carries it for complete_login to spend; when
+    anything here fails after the check, it is spent before the error goes on."""
+    state = _check_state(runtime, params, binding)
+    single_use = SingleUse(login_state_mark(state))
+    with single_use.spent_on_failure(runtime.db):
+        return _verify_checked(runtime, params, state, single_use)
+
+
+def _check_state(runtime: Runtime, params: CallbackParams, binding: str | None) -> PendingState:
+    if not params.state:
+        raise LoginRefused(
+            "this sign-in cannot be completed because it carries no state; start the sign-in again",
+            hint="the IdP redirected to the callback without the state parameter (an IdP-initiated "
+            "OIDC login is not supported: start sign-in from Transom's login page)", reason="oidc.no_state",
+        )
+    # Read-only, no writer lock: a refusal here spends nothing (transom.singleuse).
+    with runtime.db.read() as db:
+        return check_login_state(db, key=params.state, binding=binding)
+
+
+def _verify_checked(
+    runtime: Runtime, params: CallbackParams, state: PendingState, single_use: SingleUse
+) -> VerifiedLogin:
+    if state.protocol != "oidc":
+        raise LoginRefused("this sign-in link has expired or was already used; start the sign-in again",
+                           hint="a SAML login state was presented at the OIDC callback", reason="login.state")
+    try:
+        connector = runtime.connector(state.connector_id)
+    except NotFound:
+        raise LoginRefused("this sign-in method no longer exists", hint=f"connector '{state.connector_id}' was "
+                           "removed from the configuration while the login was in flight",
+                           reason="oidc.connector_gone") from None
     login_activity.saw(connector=connector)
     if params.error:
         description = f": {params.error_description}" if params.error_description else ""
@@ -99,38 +122,15 @@ def verify_oidc(runtime: Runtime, params: CallbackParams, *, binding: str | None
         )
     # A refusal is logged once, by the error handler (transom.observe.refused), with its
     # reason code, the connector and the request id: no log line of its own here.
-    tokens = verify_tokens(runtime, connector, params, nonce=pending.nonce, verifier=pending.code_verifier)
+    tokens = verify_tokens(runtime, connector, params, nonce=state.nonce, verifier=state.code_verifier)
     # Claims the id_token lacks, from UserInfo with the access token: after the token checks,
     # before the plugin maps the payload (transom.oidc.userinfo).
     payload = with_userinfo(runtime.http, tokens.provider, tokens.claims, tokens.access_token)
     login_activity.saw(payload=payload)
     facts = ProtocolFacts(protocol="oidc", issuer=payload.get("iss"), subject=payload.get("sub"),
                           key_id=tokens.key_id)
-    return verified_login(runtime, connector, payload, facts=facts, next_path=pending.next_path)
-
-
-def _consume_state(runtime: Runtime, params: CallbackParams, binding: str | None) -> _Pending:
-    if not params.state:
-        raise LoginRefused(
-            "this sign-in cannot be completed because it carries no state; start the sign-in again",
-            hint="the IdP redirected to the callback without the state parameter (an IdP-initiated "
-            "OIDC login is not supported: start sign-in from Transom's login page)", reason="oidc.no_state",
-        )
-    # Own short transaction: the state is gone even if everything after this fails.
-    with runtime.db.transaction() as db:
-        row = consume_login_state(db, key=params.state, binding=binding)
-        connector_id, protocol = row.connector_id, row.protocol
-        nonce, verifier, next_path = row.nonce, row.code_verifier, row.next_path
-    if protocol != "oidc":
-        raise LoginRefused("this sign-in link has expired or was already used; start the sign-in again",
-                           hint="a SAML login state was presented at the OIDC callback", reason="login.state")
-    try:
-        connector = runtime.connector(connector_id)
-    except NotFound:
-        raise LoginRefused("this sign-in method no longer exists", hint=f"connector '{connector_id}' was removed "
-                           "from the configuration while the login was in flight",
-                           reason="oidc.connector_gone") from None
-    return _Pending(connector=connector, nonce=nonce, code_verifier=verifier, next_path=next_path)
+    return verified_login(runtime, connector, payload, facts=facts, next_path=state.next_path,
+                          single_use=single_use)
 
 
 def verify_tokens(

@@ -33,7 +33,7 @@ from transom.saml.endpoints import ACS_PATH, METADATA_PATH, SpEndpoints, saml_co
 from transom.saml.form import MAX_ACS_BODY_BYTES, MAX_RELAY_STATE_CHARS, AcsForm, decode_saml_response, parse_acs_form
 from transom.saml.metadata import MAX_METADATA_BYTES, ResolvedIdp, metadata_cache, resolve_idp
 from transom.saml.precheck import precheck_document
-from transom.saml.replay import accept_response
+from transom.saml.replay import check_response
 from transom.saml.request import start_saml_login
 from transom.saml.response import VerifiedResponse, verify_saml_response
 from transom.saml.schema_cache import STOCK_VALIDATE_XML, install_schema_cache
@@ -51,7 +51,7 @@ __all__ = [
     "ResolvedIdp",
     "SpEndpoints",
     "VerifiedResponse",
-    "accept_response",
+    "check_response",
     "decode_saml_response",
     "install_schema_cache",
     "metadata_cache",

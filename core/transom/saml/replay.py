@@ -1,59 +1,87 @@
 """Single use of a response: the replay cache of assertion ids and the login state named
-by the signed InResponseTo."""
+by the signed InResponseTo. :func:`check_response` reads (``Database.read``, no writer
+lock); the marks it returns are spent by the login's transaction (transom.singleuse)."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import cast
 
-from sqlalchemy import select
+from sqlalchemy import Table, insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from transom import directory
 from transom.connector import Connector
-from transom.loginstate import consume_login_state
+from transom.errors import LoginRefused
+from transom.loginstate import check_login_state, login_state_mark
 from transom.models import SamlAssertionSeen
 from transom.purges import expired_assertions
-from transom.runtime import Runtime
 from transom.saml.common import refused
 from transom.saml.response import VerifiedResponse
+from transom.singleuse import Mark, SingleUse
 from transom.web.paths import safe_next
 
+#: the replay cache's row, as one Core statement (no ORM unit of work)
+_INSERT_SEEN = insert(cast(Table, SamlAssertionSeen.__table__))
 
-def accept_response(
-    db: Session, runtime: Runtime, *, connector: Connector, verified: VerifiedResponse,
-    binding: str | None, relay_state: str | None,
-) -> str | None:
-    """Record the assertion id (replay cache) and consume the login state named by the
-    signed InResponseTo. Returns where to send the browser afterwards. Runs inside the
-    caller's transaction: on any refusal nothing of it is kept."""
+
+def _replayed(layer: str) -> LoginRefused:
+    # logged once, as the refusal line with code=saml.replay (transom.observe); the layer
+    # tells a replay (the lookup) from two posts racing each other (the primary key)
+    return refused("this sign-in response was already used; start the sign-in again",
+                   "the same SAML assertion was posted twice (replay)", "saml.replay", f"layer={layer}")
+
+
+@dataclass(frozen=True)
+class CheckedResponse:
+    """A response whose assertion id is not in the replay cache and whose InResponseTo
+    names a pending login of this browser and connector; nothing spent yet."""
+
+    #: where to send the browser afterwards
+    next_path: str | None
+    single_use: SingleUse
+
+
+def check_response(
+    db: Session, *, connector: Connector, verified: VerifiedResponse, binding: str | None,
+    relay_state: str | None,
+) -> CheckedResponse:
+    """Read-only: the assertion id must be unseen, and the login state named by the signed
+    InResponseTo pending for this browser and connector. A refusal here spends nothing."""
     account = directory.connector_account(db, connector=connector)
-    now = datetime.now(UTC)
-    # Sweep this connector's expired ids as we go: the table stays small without a job (an
-    # index range: the cost does not grow with the table, transom.purges).
-    db.execute(expired_assertions(connector.id, now))
     seen = db.scalar(select(SamlAssertionSeen.assertion_id).where(
+        SamlAssertionSeen.account_id == account.id,
         SamlAssertionSeen.connector_id == connector.id,
         SamlAssertionSeen.assertion_id == verified.assertion_id,
     ))
     if seen is not None:
-        # logged once, as the refusal line with code=saml.replay (transom.observe); the layer
-        # tells a replay (the lookup) from two posts racing each other (the primary key)
-        raise refused("this sign-in response was already used; start the sign-in again",
-                       "the same SAML assertion was posted twice (replay)", "saml.replay", "layer=lookup")
-    # The primary key (connector, assertion id) also stops two concurrent posts.
-    db.add(SamlAssertionSeen(connector_id=connector.id, assertion_id=verified.assertion_id,
-                             account_id=account.id, expires_at=verified.expires_at))
-    try:
-        db.flush()
-    except IntegrityError:
-        raise refused("this sign-in response was already used; start the sign-in again",
-                       "the same SAML assertion was posted twice (replay)", "saml.replay",
-                       "layer=primary_key") from None
+        raise _replayed("lookup")
+    marks = [_replay_mark(account_id=account.id, connector_id=connector.id, verified=verified)]
     if verified.in_response_to is not None:
-        state = consume_login_state(db, key=verified.in_response_to, binding=binding, connector_id=connector.id)
-        return state.next_path
+        state = check_login_state(db, key=verified.in_response_to, binding=binding, connector_id=connector.id,
+                                  account_id=account.id)
+        marks.append(login_state_mark(state))
+        return CheckedResponse(next_path=state.next_path, single_use=SingleUse(*marks))
     # IdP-initiated (allowed, checked in verify): RelayState may only name a local path.
-    if relay_state and safe_next(relay_state) == relay_state:
-        return relay_state
-    return None
+    next_path = relay_state if relay_state and safe_next(relay_state) == relay_state else None
+    return CheckedResponse(next_path=next_path, single_use=SingleUse(*marks))
+
+
+def _replay_mark(*, account_id: str, connector_id: str, verified: VerifiedResponse) -> Mark:
+    """The assertion id into the replay cache until the assertion expires; its primary key
+    (connector, assertion id) refuses the second of two posts that both passed the lookup."""
+    row = {"connector_id": connector_id, "assertion_id": verified.assertion_id, "account_id": account_id,
+           "expires_at": verified.expires_at}
+
+    def spend(db: Session) -> None:
+        # Sweep this connector's expired ids as we go: the table stays small without a job
+        # (an index range: the cost does not grow with the table, transom.purges).
+        db.execute(expired_assertions(connector_id, datetime.now(UTC)))
+        try:
+            db.execute(_INSERT_SEEN, row)
+        except IntegrityError:
+            raise _replayed("primary_key") from None
+
+    return spend
