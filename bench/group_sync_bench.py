@@ -15,12 +15,18 @@ p95 per scenario and the SQL statements per login, counted with SQLAlchemy's
     python bench/group_sync_bench.py                       # SQLite file, pinned to one core
     python bench/group_sync_bench.py --sizes 200 --runs 200
     python bench/group_sync_bench.py --database-url postgresql+psycopg://postgres@127.0.0.1:5432/bench
+    python bench/group_sync_bench.py --sizes 200 --cprofile 25   # where the time goes (times inflated)
+
+The PostgreSQL database is emptied (TRUNCATE of every Transom table): give it a scratch one
+(``createdb -h 127.0.0.1 -U postgres bench_sync``), not one that tests are using.
 """
 
 from __future__ import annotations
 
 import argparse
+import cProfile
 import os
+import pstats
 import random
 import statistics
 import tempfile
@@ -107,7 +113,7 @@ def seed(database: Database, *, size: int, users: int, rng: random.Random) -> tu
         # What autovacuum does in production; without statistics the planner guesses badly.
         with database.engine.begin() as conn:
             conn.execute(text("ANALYZE"))
-    return account.id, mapped, [u["id"] for u in user_rows[BACKGROUND_USERS:]]
+    return account.id, mapped, [str(u["id"]) for u in user_rows[BACKGROUND_USERS:]]
 
 
 Sample = tuple[float, float, Counter[str]]
@@ -138,7 +144,40 @@ def summarize(name: str, size: int, samples: list[Sample]) -> None:
     )
 
 
-def run_size(database: Database, counter: StatementCounter, *, size: int, runs: int, rng: random.Random) -> None:
+class Profiles:
+    """``--cprofile N``: one cProfile per scenario around its timed transactions (BEGIN to
+    COMMIT, in this process), printed as the N functions with the most own time."""
+
+    def __init__(self, top: int) -> None:
+        self.top = top
+        self.by_scenario: dict[str, cProfile.Profile] = {}
+
+    def run(self, scenario: str, logins: Callable[[], list[Sample]]) -> list[Sample]:
+        if not self.top:
+            return logins()
+        profile = self.by_scenario.setdefault(scenario, cProfile.Profile())
+        profile.enable()
+        try:
+            return logins()
+        finally:
+            profile.disable()
+
+    def report(self, size: int) -> None:
+        for scenario, profile in self.by_scenario.items():
+            print(f"\n--- cProfile, {size} groups, {scenario} (own time; timings above are inflated by it)")
+            pstats.Stats(profile).sort_stats("tottime").print_stats(self.top)
+        self.by_scenario.clear()
+
+
+def run_size(
+    database: Database,
+    counter: StatementCounter,
+    *,
+    size: int,
+    runs: int,
+    rng: random.Random,
+    profiles: Profiles,
+) -> None:
     account_id, mapped, fresh_users = seed(database, size=size, users=runs + 1, rng=rng)
     claim = mapped[:size]
     churn = max(1, size // 10)
@@ -154,16 +193,25 @@ def run_size(database: Database, counter: StatementCounter, *, size: int, runs: 
 
         return step
 
-    first = [measure(database, counter, sync(fresh_users[i], claim + noise)) for i in range(runs)]
+    first = profiles.run(
+        "first login", lambda: [measure(database, counter, sync(fresh_users[i], claim + noise)) for i in range(runs)]
+    )
     steady_user = fresh_users[runs]
     measure(database, counter, sync(steady_user, claim + noise))
-    unchanged = [measure(database, counter, sync(steady_user, claim + noise)) for _ in range(runs)]
-    churned = [
-        measure(database, counter, sync(steady_user, (claim_b if i % 2 == 0 else claim) + noise)) for i in range(runs)
-    ]
+    unchanged = profiles.run(
+        "no change", lambda: [measure(database, counter, sync(steady_user, claim + noise)) for _ in range(runs)]
+    )
+    churned = profiles.run(
+        "10% churn",
+        lambda: [
+            measure(database, counter, sync(steady_user, (claim_b if i % 2 == 0 else claim) + noise))
+            for i in range(runs)
+        ],
+    )
     summarize("first login", size, first)
     summarize("no change", size, unchanged)
     summarize("10% churn", size, churned)
+    profiles.report(size)
 
 
 def main() -> None:
@@ -173,6 +221,9 @@ def main() -> None:
     parser.add_argument("--database-url", default=None, help="default: a fresh SQLite file")
     parser.add_argument("--dir", default=None, help="where the SQLite file lives (e.g. /dev/shm to leave the disk out)")
     parser.add_argument("--no-pin", action="store_true", help="do not pin the process to one core")
+    parser.add_argument(
+        "--cprofile", type=int, default=0, metavar="N", help="print each scenario's N costliest functions (cProfile)"
+    )
     args = parser.parse_args()
     if not args.no_pin and hasattr(os, "sched_setaffinity"):
         os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
@@ -191,7 +242,7 @@ def main() -> None:
             f"{args.runs} logins per scenario, times include COMMIT"
         )
         for size in args.sizes:
-            run_size(database, counter, size=size, runs=args.runs, rng=rng)
+            run_size(database, counter, size=size, runs=args.runs, rng=rng, profiles=Profiles(args.cprofile))
         database.dispose()
 
 

@@ -4,6 +4,7 @@ through HTTP with the Okta and Azure plugins are in test_group_sync_http.py)."""
 
 from __future__ import annotations
 
+import random
 from collections.abc import Mapping
 from typing import Any
 
@@ -23,7 +24,7 @@ from transom.groups import (
 )
 from transom.hookspecs import hookimpl
 from transom.login import complete_login
-from transom.models import AuditEvent, GroupMembership, User
+from transom.models import AuditEvent, Group, GroupMembership, User
 from transom.runtime import Runtime
 from transom.trace import LoginTrace
 from transom.verified import ProtocolFacts, verified_login
@@ -388,3 +389,105 @@ def test_concurrent_logins_of_one_user_converge(rt: Runtime) -> None:
     assert memberships(rt) == {"Alpha": "idp", "Beta": "idp"}
     with rt.db.transaction() as db:
         assert len(list(db.scalars(select(GroupMembership)))) == 2
+
+
+def _all_mapped_groups(db: Any, *, account_id: str, user_id: str) -> list[MappedGroup]:
+    """Every mapped group of the account with the user's membership: the widest input
+    plan_group_sync accepts, read without any of sync_user_groups' shortcuts."""
+    members = {
+        m.group_id: m.source
+        for m in db.scalars(
+            select(GroupMembership).where(GroupMembership.account_id == account_id, GroupMembership.user_id == user_id)
+        )
+    }
+    return [
+        MappedGroup(g.id, g.name, g.idp_identifier, members.get(g.id))
+        for g in db.scalars(select(Group).where(Group.account_id == account_id, Group.idp_identifier.is_not(None)))
+    ]
+
+
+def test_sync_matches_the_pure_plan_over_random_histories(rt: Runtime) -> None:
+    """sync_user_groups reads only the current memberships and the claimed ids that are not
+    among them: over random claims, manual rows, groups mapped and unmapped between logins,
+    upper-case GUIDs, duplicates and unknown ids, its plan, writes, audit event and trace
+    equal the pure plan over *every* mapped group of the account."""
+    rng = random.Random(13)
+    guids = [f"6f1e0000-0000-4000-8000-{i:012x}" for i in range(10)]
+    names = ["Okta-Eng", "okta-eng", "00gAbC1", "00gabc1"]  # case-sensitive: four distinct ids
+    pool = guids + names + ["never-mapped-1", "never-mapped-2"]
+    with rt.db.transaction() as db:
+        account = directory.create_account(db, name="random")
+        other = directory.create_account(db, name="other")
+        for i, ident in enumerate(pool[:12]):
+            directory.create_group(db, account=account, name=f"M{i:02d}", idp_identifier=ident)
+            directory.create_group(db, account=other, name=f"M{i:02d}", idp_identifier=ident)
+        for i in range(4):
+            directory.create_group(db, account=account, name=f"U{i}")  # unmapped for now
+        user = User(account_id=account.id, user_name="r@random.example", user_name_key="r@random.example")
+        db.add(user)
+        db.flush()
+        account_id, user_id = account.id, user.id
+        groups = {g.name: g.id for g in db.scalars(select(Group).where(Group.account_id == account_id))}
+    for round_ in range(30):
+        with rt.db.transaction() as db:
+            account = directory.get_account(db, name="random")
+            if round_ % 5 == 4:  # map an unmapped group to an id the claims already carry
+                spare = [g for g in db.scalars(select(Group).where(Group.account_id == account_id))
+                         if g.idp_identifier is None and g.name.startswith("U")]
+                free = [i for i in pool[12:] + guids if not db.scalar(
+                    select(Group.id).where(Group.account_id == account_id, Group.idp_identifier == i))]
+                if spare and free:
+                    directory.set_group_idp_identifier(db, account=account, group=spare[0],
+                                                       idp_identifier=rng.choice(free), actor="test")
+            for gid in [groups[name] for name in rng.sample(sorted(groups), 3)]:  # manual rows, mostly mapped
+                row = db.get(GroupMembership, (gid, user_id))
+                if row is None:
+                    db.add(GroupMembership(account_id=account_id, group_id=gid, user_id=user_id, source="manual"))
+                elif rng.random() < 0.3:
+                    row.source = "manual"
+            db.flush()
+            claim = rng.sample(pool, rng.randint(0, len(pool)))
+            claim = [i.upper() if i in guids and rng.random() < 0.3 else i for i in claim]
+            claim += [*rng.sample(claim, min(2, len(claim))), f"unknown-{round_}"]
+            expected = plan_group_sync(
+                idp_group_ids=claim, mapped_groups=_all_mapped_groups(db, account_id=account_id, user_id=user_id)
+            )
+            before_unmapped = {
+                m.group_id: m.source
+                for m in db.scalars(select(GroupMembership).where(GroupMembership.user_id == user_id))
+                if db.get(Group, m.group_id).idp_identifier is None  # type: ignore[union-attr]
+            }
+            events_before = len(list(db.scalars(select(AuditEvent).where(AuditEvent.action == "group.synced"))))
+            trace = LoginTrace()
+            plan = sync_user_groups(db, account_id=account_id, user_id=user_id, idp_group_ids=claim,
+                                    connector_id="idp", trace=trace)
+            assert plan == expected
+            db.expire_all()  # the sync writes with Core statements: read what the database holds
+            after = _all_mapped_groups(db, account_id=account_id, user_id=user_id)
+            wanted = {canonical_group_id(i) for i in claim}
+            assert {g.group_id: g.membership for g in after if g.membership is not None} == {
+                g.group_id: "idp" for g in after if g.idp_identifier in wanted
+            }
+            assert {
+                m.group_id: m.source
+                for m in db.scalars(select(GroupMembership).where(GroupMembership.user_id == user_id))
+                if db.get(Group, m.group_id).idp_identifier is None  # type: ignore[union-attr]
+            } == before_unmapped
+            events = list(db.scalars(
+                select(AuditEvent).where(AuditEvent.action == "group.synced").order_by(AuditEvent.id)))
+            if expected.changed:
+                assert len(events) == events_before + 1
+                assert events[-1].details == {
+                    key: [{"group": g.name, "idp_identifier": g.idp_identifier} for g in part]
+                    for key, part in (("added", expected.to_add), ("removed", expected.to_remove),
+                                      ("adopted", expected.to_adopt))
+                }
+                assert events[-1].actor == "connector:idp" and events[-1].user_id == user_id
+                assert trace.notes[-1].startswith("groups: ")
+            else:
+                assert len(events) == events_before
+                assert trace.notes[-1] == f"groups: {len(claim)} id(s) received, mapped-group memberships already match"
+            if expected.unmatched_ids:
+                assert trace.notes[0].startswith(f"{len(expected.unmatched_ids)} group id(s) received match no")
+    with rt.db.transaction() as db:
+        assert not list(db.scalars(select(GroupMembership).where(GroupMembership.account_id == other.id)))

@@ -5,10 +5,11 @@ A group is *mapped* when it carries an IdP identifier. For a *group-synced* user
 password, signs in through a connector with group sync) membership of every mapped group
 equals "the IdP lists its identifier"; unmapped groups are never touched.
 
-The sync step costs a fixed number of statements, whatever the number of groups: one read
-(mapped groups named by the claim, plus the user's current memberships of mapped groups),
-then at most one bulk INSERT, one bulk DELETE and one UPDATE (adopting manual rows), and
-nothing at all when the memberships already match.
+The sync step costs a fixed number of statements, whatever the number of groups: at most
+two reads (the user's current memberships of mapped groups; then the mapped groups named by
+claimed ids that are not among them, skipped when there are none), then at most one bulk
+INSERT, one bulk DELETE and one UPDATE (adopting manual rows), and no write at all when the
+memberships already match.
 """
 
 from __future__ import annotations
@@ -16,28 +17,15 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, NamedTuple, cast
+from operator import itemgetter
+from typing import Any, NamedTuple
 
-from sqlalchemy import (
-    ColumnElement,
-    CompoundSelect,
-    String,
-    Table,
-    and_,
-    any_,
-    bindparam,
-    delete,
-    insert,
-    select,
-    union_all,
-    update,
-)
-from sqlalchemy.dialects import postgresql
+from sqlalchemy import Connection, select
 from sqlalchemy.orm import Session
 
 from transom import audit
 from transom.connector import Connector
-from transom.models import SOURCE_IDP, SOURCE_MANUAL, ExternalIdentity, Group, GroupMembership, User
+from transom.models import SOURCE_IDP, SOURCE_MANUAL, ExternalIdentity, User
 from transom.trace import LoginTrace
 
 #: canonical text form of a GUID (Entra object ids); hex digits in either case
@@ -122,126 +110,176 @@ def plan_group_sync(*, idp_group_ids: Iterable[str], mapped_groups: Iterable[Map
     user currently belongs to (what :func:`read_mapped_groups` returns); other mapped groups
     may be present and are left alone. Pure: no I/O, reusable by ``transom explain``."""
     wanted = {canonical_group_id(i) for i in idp_group_ids}
+    return _plan(wanted, {g.group_id: g for g in mapped_groups}.values())
+
+
+#: (name, group id) of a MappedGroup
+_BY_NAME = itemgetter(1, 0)
+
+
+def _plan(wanted: set[str], groups: Iterable[tuple[str, str, str, str | None]]) -> GroupSyncPlan:
+    """:func:`plan_group_sync` on canonical ids and (group id, name, identifier, source) rows,
+    each group once. A :class:`MappedGroup` is built only for a group that changes: the
+    steady state of a login builds none."""
     to_add: list[MappedGroup] = []
     to_remove: list[MappedGroup] = []
     to_adopt: list[MappedGroup] = []
     matched: set[str] = set()
-    for group in {g.group_id: g for g in mapped_groups}.values():
-        if group.idp_identifier in wanted:
-            matched.add(group.idp_identifier)
-            if group.membership is None:
-                to_add.append(group)
-            elif group.membership == SOURCE_MANUAL:
-                to_adopt.append(group)
-        elif group.membership is not None:
-            to_remove.append(group)
+    for group_id, name, identifier, source in groups:
+        if identifier in wanted:
+            matched.add(identifier)
+            if source is None:
+                to_add.append(MappedGroup(group_id, name, identifier, None))
+            elif source != SOURCE_IDP:
+                to_adopt.append(MappedGroup(group_id, name, identifier, SOURCE_MANUAL))
+        elif source is not None:
+            to_remove.append(MappedGroup(group_id, name, identifier, _membership(source)))
 
-    def by_name(groups: list[MappedGroup]) -> tuple[MappedGroup, ...]:
-        return tuple(sorted(groups, key=lambda g: (g.name, g.group_id)))
+    def by_name(changed: list[MappedGroup]) -> tuple[MappedGroup, ...]:
+        return tuple(sorted(changed, key=_BY_NAME)) if changed else ()
 
     return GroupSyncPlan(
         to_add=by_name(to_add),
         to_remove=by_name(to_remove),
         to_adopt=by_name(to_adopt),
-        unmatched_ids=tuple(sorted(wanted - matched)),
+        unmatched_ids=tuple(sorted(wanted - matched)) if len(matched) < len(wanted) else (),
     )
 
 
 # -- reading and applying ----------------------------------------------------------------
+#
+# The statements are plain SQL run with ``Connection.exec_driver_sql``: they go through the
+# engine's events (the parameter backstop in transom.db, statement counters) like any other,
+# but skip SQLAlchemy's compile step, which for an expanding IN list of 200 ids re-rendered
+# the statement on every login and cost more than SQLite took to run it (docs/performance.md,
+# "Group sync: where the 200-group time went"). Every statement is scoped by account.
+
+#: a row as read: (group id, name, IdP identifier, membership source or None)
+_Row = tuple[str, str, str, str | None]
 
 
-_GROUPS = cast(Table, Group.__table__)
-_MEMBERS = cast(Table, GroupMembership.__table__)
-_COLUMNS = (_GROUPS.c.id, _GROUPS.c.name, _GROUPS.c.idp_identifier, _MEMBERS.c.source)
-#: the mapped groups the user is in now (index: group_memberships (account_id, user_id))
-_CURRENT = (
-    select(*_COLUMNS)
-    .select_from(_MEMBERS.join(_GROUPS, _GROUPS.c.id == _MEMBERS.c.group_id))
-    .where(
-        _MEMBERS.c.account_id == bindparam("account_id"),
-        _MEMBERS.c.user_id == bindparam("user_id"),
-        _GROUPS.c.account_id == bindparam("account_id"),
-        _GROUPS.c.idp_identifier.is_not(None),
-    )
+@dataclass(frozen=True)
+class _Statements:
+    """One dialect's statements. ``{ids}`` stands for the id list: SQLite's placeholders
+    (see :func:`_id_list`); PostgreSQL's statements take the list as one array parameter."""
+
+    #: the mapped groups the user is in now (index: group_memberships (account_id, user_id))
+    current: str
+    #: the mapped groups named by ``{ids}``, with the user's membership if any (index:
+    #: groups (account_id, idp_identifier)); only asked for ids that are not the identifier
+    #: of a current membership (see :func:`_read`)
+    named: str
+    #: one row per group id
+    insert: str
+    delete: str
+    adopt: str
+    #: True when ``insert`` takes all rows at once (an array), False for an executemany
+    insert_takes_array: bool
+
+
+#: SQLite: ``IN (?, ?, ...)``, one bound parameter per id, so that the parameter backstop
+#: sees each one. Both reads run in one transaction, which in SQLite reads one snapshot: a
+#: group whose identifier is not among the current memberships' has no membership row of this
+#: user, so ``named`` needs no join to group_memberships (that join cost 200 index probes).
+_SQLITE = _Statements(
+    current="SELECT g.id, g.name, g.idp_identifier, m.source FROM group_memberships m JOIN groups g"
+    " ON g.id = m.group_id WHERE m.account_id = ? AND m.user_id = ? AND g.account_id = ?"
+    " AND g.idp_identifier IS NOT NULL",
+    named="SELECT g.id, g.name, g.idp_identifier, NULL FROM groups g"
+    " WHERE g.account_id = ? AND g.idp_identifier IN ({ids})",
+    # executemany: measured faster than one multi-row VALUES or INSERT ... SELECT FROM json_each
+    insert="INSERT INTO group_memberships (account_id, group_id, user_id, source) VALUES (?, ?, ?, ?)",
+    delete="DELETE FROM group_memberships WHERE account_id = ? AND user_id = ? AND group_id IN ({ids})",
+    adopt="UPDATE group_memberships SET source = ? WHERE account_id = ? AND user_id = ? AND group_id IN ({ids})",
+    insert_takes_array=False,
 )
-#: ... UNION the mapped groups the claim names, with the user's membership if any
-#: (index: groups (account_id, idp_identifier), then the membership primary key)
-
-
-def _named_or_current(ids_match: ColumnElement[bool]) -> CompoundSelect[Any]:
-    # UNION ALL: a group both named and current comes back twice with the same row and
-    # read_mapped_groups keys by id anyway, which is cheaper than making SQLite sort to dedupe.
-    return union_all(
-        select(*_COLUMNS)
-        .select_from(
-            _GROUPS.outerjoin(
-                _MEMBERS,
-                and_(
-                    _MEMBERS.c.group_id == _GROUPS.c.id,
-                    _MEMBERS.c.user_id == bindparam("user_id"),
-                    _MEMBERS.c.account_id == bindparam("account_id"),
-                ),
-            )
-        )
-        .where(_GROUPS.c.account_id == bindparam("account_id"), ids_match),
-        _CURRENT,
-    )
-
-
-#: SQLite: ``IN (?, ?, ...)``, one bound parameter per id
-_NAMED_OR_CURRENT_IN = _named_or_current(_GROUPS.c.idp_identifier.in_(bindparam("ids", expanding=True)))
-#: PostgreSQL: ``= ANY(%(ids)s)``, the whole list as one array parameter; with 2,000 ids
-#: this plans and runs ~5x faster than an IN list of 2,000 parameters, and has no size limit
-_NAMED_OR_CURRENT_ANY = _named_or_current(
-    _GROUPS.c.idp_identifier == any_(bindparam("ids", type_=postgresql.ARRAY(String)))
+#: PostgreSQL: ``= ANY(%s)``, the whole list as one array parameter; with 2,000 ids this
+#: plans and runs ~5x faster than an IN list of 2,000 parameters, and has no size limit.
+#: Each statement under READ COMMITTED sees its own snapshot, so ``named`` keeps the join
+#: and reads a membership committed between the two reads, as the one-statement read did.
+_POSTGRESQL = _Statements(
+    current="SELECT g.id, g.name, g.idp_identifier, m.source FROM group_memberships m JOIN groups g"
+    " ON g.id = m.group_id WHERE m.account_id = %s AND m.user_id = %s AND g.account_id = %s"
+    " AND g.idp_identifier IS NOT NULL",
+    named="SELECT g.id, g.name, g.idp_identifier, m.source FROM groups g LEFT OUTER JOIN group_memberships m"
+    " ON m.group_id = g.id AND m.account_id = %s AND m.user_id = %s"
+    " WHERE g.account_id = %s AND g.idp_identifier = ANY(%s::varchar[])",
+    # one statement and one array: psycopg's executemany spent ~3 ms of client CPU on 200 rows
+    insert="INSERT INTO group_memberships (account_id, group_id, user_id, source)"
+    " SELECT %s, ids.id, %s, %s FROM unnest(%s::varchar[]) AS ids (id)",
+    delete="DELETE FROM group_memberships WHERE account_id = %s AND user_id = %s AND group_id = ANY(%s::varchar[])",
+    adopt="UPDATE group_memberships SET source = %s WHERE account_id = %s AND user_id = %s"
+    " AND group_id = ANY(%s::varchar[])",
+    insert_takes_array=True,
 )
-# Built once: constructing the statements costs more than SQLite takes to run them.
-_INSERT = insert(_MEMBERS)
-_DELETE = delete(_MEMBERS).where(
-    _MEMBERS.c.account_id == bindparam("account_id"),
-    _MEMBERS.c.user_id == bindparam("user_id"),
-    _MEMBERS.c.group_id.in_(bindparam("group_ids", expanding=True)),
-)
-_ADOPT = (
-    update(_MEMBERS)
-    .where(
-        _MEMBERS.c.account_id == bindparam("b_account_id"),
-        _MEMBERS.c.user_id == bindparam("b_user_id"),
-        _MEMBERS.c.group_id.in_(bindparam("b_group_ids", expanding=True)),
-    )
-    .values(source=SOURCE_IDP)
-)
+
+
+def _padded(ids: Sequence[str]) -> tuple[str | None, ...]:
+    """``ids`` padded with NULLs (which match nothing in ``IN``) to the next power of two."""
+    width = 1 << max(len(ids) - 1, 0).bit_length()
+    return (*ids, *(None,) * (width - len(ids)))
+
+
+def _id_list(statements: _Statements, ids: Sequence[str]) -> tuple[str, tuple[Any, ...]]:
+    """What replaces ``{ids}`` in a statement's text (SQLite's placeholders; nothing on
+    PostgreSQL, whose statements take the array as one parameter), and the parameters."""
+    if statements is _POSTGRESQL:
+        return "", (list(ids),)
+    padded = _padded(ids)
+    return ", ".join("?" * len(padded)), padded
+
+
+def _dialect(db: Session) -> tuple[Connection, _Statements]:
+    conn = db.connection()
+    return conn, _POSTGRESQL if conn.dialect.name == "postgresql" else _SQLITE
+
+
+def _membership(source: str | None) -> str | None:
+    return None if source is None else (SOURCE_IDP if source == SOURCE_IDP else SOURCE_MANUAL)
+
+
+def _read(conn: Connection, sql: _Statements, *, account_id: str, user_id: str, ids: list[str]) -> list[_Row]:
+    """The rows :func:`read_mapped_groups` describes, in at most two reads (plus one per extra
+    slice of 5,000 ids on SQLite): the user's current mapped memberships first; then the
+    mapped groups named by the claimed ids that are *not* the identifier of a current
+    membership, if there are any. A claimed id that is nobody's identifier yet may be mapped
+    by now, so only the ids found among the current memberships are spared the second read;
+    the steady state of a login (every claimed id already a membership) reads once."""
+    rows: list[_Row] = conn.exec_driver_sql(sql.current, (account_id, user_id, account_id)).all()  # type: ignore[assignment]
+    known = {row[2] for row in rows}
+    rest = [i for i in ids if i not in known]
+    if not rest:
+        return rows
+    seen = {row[0] for row in rows}
+    size = len(rest) if sql is _POSTGRESQL else IN_LIST_SLICE
+    scope = (account_id,) if sql is _SQLITE else (account_id, user_id, account_id)
+    for start in range(0, len(rest), size):
+        text, params = _id_list(sql, rest[start : start + size])
+        named = conn.exec_driver_sql(sql.named.format(ids=text), (*scope, *params)).all()
+        # a group both current and named (only if its identifier changed between the two
+        # reads, under READ COMMITTED) keeps its current row, as the one-statement UNION did
+        rows += [row for row in named if row[0] not in seen]
+    return rows
 
 
 def read_mapped_groups(
     db: Session, *, account_id: str, user_id: str, idp_group_ids: Iterable[str]
 ) -> list[MappedGroup]:
-    """One statement (per slice of 5,000 ids): the mapped groups whose identifier the claim
-    names, with the user's membership if any, UNION ALL the mapped groups the user is in now."""
+    """Every mapped group the claim names (with the user's membership if any) and every
+    mapped group the user is in now, each once."""
+    conn, sql = _dialect(db)
     ids = list(dict.fromkeys(canonical_group_id(i) for i in idp_group_ids))
-    if db.get_bind().dialect.name == "postgresql":
-        named, slice_size = _NAMED_OR_CURRENT_ANY, max(len(ids), 1)
-    else:
-        named, slice_size = _NAMED_OR_CURRENT_IN, IN_LIST_SLICE
-    slices = [ids[i : i + slice_size] for i in range(0, len(ids), slice_size)]
-    found: dict[str, MappedGroup] = {}
-    params = {"account_id": account_id, "user_id": user_id}
-    for part in slices or [[]]:
-        rows = db.execute(named, {**params, "ids": part}) if part else db.execute(_CURRENT, params)
-        for group_id, name, identifier, source in rows:
-            if identifier is None:  # excluded by the WHERE clauses; keeps the type exact
-                continue
-            membership = None if source is None else (SOURCE_IDP if source == SOURCE_IDP else SOURCE_MANUAL)
-            found[group_id] = MappedGroup(
-                group_id=group_id, name=name, idp_identifier=identifier, membership=membership
-            )
+    rows = _read(conn, sql, account_id=account_id, user_id=user_id, ids=ids)
+    found = {gid: MappedGroup(gid, name, ident, _membership(source)) for gid, name, ident, source in rows}
     return list(found.values())
 
 
 def plan_user_groups(db: Session, *, account_id: str, user_id: str, idp_group_ids: Sequence[str]) -> GroupSyncPlan:
     """Read-only: what a sync with these ids would change for this user."""
-    mapped = read_mapped_groups(db, account_id=account_id, user_id=user_id, idp_group_ids=idp_group_ids)
-    return plan_group_sync(idp_group_ids=idp_group_ids, mapped_groups=mapped)
+    conn, sql = _dialect(db)
+    ids = list(dict.fromkeys(canonical_group_id(i) for i in idp_group_ids))
+    rows = _read(conn, sql, account_id=account_id, user_id=user_id, ids=ids)
+    return _plan(set(ids), rows)
 
 
 def sync_user_groups(
@@ -259,7 +297,9 @@ def sync_user_groups(
     groups claim was present (or an overage was resolved). Rows it creates have source
     ``idp``; a manual row of a mapped group the IdP lists is adopted (source becomes
     ``idp``); every membership of a mapped group the IdP does not list is removed."""
-    plan = plan_user_groups(db, account_id=account_id, user_id=user_id, idp_group_ids=idp_group_ids)
+    conn, sql = _dialect(db)
+    ids = list(dict.fromkeys(canonical_group_id(i) for i in idp_group_ids))
+    plan = _plan(set(ids), _read(conn, sql, account_id=account_id, user_id=user_id, ids=ids))
     if plan.unmatched_ids:
         sample = ", ".join(plan.unmatched_ids[:TRACE_SAMPLE])
         more = f" and {len(plan.unmatched_ids) - TRACE_SAMPLE} more" if len(plan.unmatched_ids) > TRACE_SAMPLE else ""
@@ -267,19 +307,19 @@ def sync_user_groups(
     if not plan.changed:
         trace.note(f"groups: {len(idp_group_ids)} id(s) received, mapped-group memberships already match")
         return plan
-    who = {"account_id": account_id, "user_id": user_id}
     if plan.to_add:
         # in key order: the primary-key B-tree takes sorted inserts a little faster
-        rows = [{**who, "group_id": gid, "source": SOURCE_IDP} for gid in sorted(g.group_id for g in plan.to_add)]
-        db.execute(_INSERT, rows)
+        added_ids = sorted(g.group_id for g in plan.to_add)
+        if sql.insert_takes_array:
+            conn.exec_driver_sql(sql.insert, (account_id, user_id, SOURCE_IDP, added_ids))
+        else:
+            conn.exec_driver_sql(sql.insert, [(account_id, gid, user_id, SOURCE_IDP) for gid in added_ids])
     if plan.to_remove:
-        db.execute(_DELETE, {**who, "group_ids": [g.group_id for g in plan.to_remove]})
+        text, params = _id_list(sql, [g.group_id for g in plan.to_remove])
+        conn.exec_driver_sql(sql.delete.format(ids=text), (account_id, user_id, *params))
     if plan.to_adopt:
-        adopted_ids = [g.group_id for g in plan.to_adopt]
-        db.execute(_ADOPT, {"b_account_id": account_id, "b_user_id": user_id, "b_group_ids": adopted_ids})
-    added = [g.name for g in plan.to_add]
-    removed = [g.name for g in plan.to_remove]
-    adopted = [g.name for g in plan.to_adopt]
+        text, params = _id_list(sql, [g.group_id for g in plan.to_adopt])
+        conn.exec_driver_sql(sql.adopt.format(ids=text), (SOURCE_IDP, account_id, user_id, *params))
     audit.record(
         db,
         account_id=account_id,
@@ -293,8 +333,9 @@ def sync_user_groups(
             "adopted": [{"group": g.name, "idp_identifier": g.idp_identifier} for g in plan.to_adopt],
         },
     )
-    parts = [f"added to {', '.join(added)}"] if added else []
-    parts += [f"removed from {', '.join(removed)}"] if removed else []
-    parts += [f"manual membership of {', '.join(adopted)} now owned by the IdP"] if adopted else []
+    parts = [f"added to {', '.join(g.name for g in plan.to_add)}"] if plan.to_add else []
+    parts += [f"removed from {', '.join(g.name for g in plan.to_remove)}"] if plan.to_remove else []
+    if plan.to_adopt:
+        parts.append(f"manual membership of {', '.join(g.name for g in plan.to_adopt)} now owned by the IdP")
     trace.note("groups: " + "; ".join(parts))
     return plan
