@@ -34,7 +34,7 @@ from sqlalchemy.orm import Session
 
 from transom.connector import Connector
 from transom.errors import LoginRefused
-from transom.models import Account, LoginState
+from transom.models import LoginState
 from transom.purges import expired_login_states
 from transom.runtime import Runtime
 from transom.singleuse import Mark
@@ -85,7 +85,7 @@ def create_login_state(
     db: Session,
     runtime: Runtime,
     *,
-    account: Account,
+    account_id: str,
     connector: Connector,
     binding: str | None,
     next_path: str | None,
@@ -100,20 +100,20 @@ def create_login_state(
     server = runtime.config.server
     # Expired rows of this account are swept here so the table stays small without a job;
     # an index range, so the cost does not grow with the table (transom.purges).
-    if _sweep_due(account.id):
-        db.execute(expired_login_states(account.id, now))
+    if _sweep_due(account_id):
+        db.execute(expired_login_states(account_id, now))
     digest = _digest(binding) if binding else None
     if digest is not None and not fresh_binding:
-        drop_browser_overflow(db, account_id=account.id, binding_digest=digest,
+        drop_browser_overflow(db, account_id=account_id, binding_digest=digest,
                               keep=server.login_states_per_browser - 1)
     key = key or secrets.token_urlsafe(32)
     db.execute(_INSERT_STATE, {
-        "key": key, "account_id": account.id, "connector_id": connector.id, "protocol": connector.protocol,
+        "key": key, "account_id": account_id, "connector_id": connector.id, "protocol": connector.protocol,
         "nonce": nonce, "code_verifier": code_verifier, "next_path": next_path, "browser_binding": digest,
         "created_at": now, "expires_at": now + timedelta(seconds=server.login_state_max_age_seconds),
     })
-    if _cap_check_due(account.id):
-        enforce_account_cap(db, account_id=account.id, cap=server.max_pending_login_states)
+    if _cap_check_due(account_id):
+        enforce_account_cap(db, account_id=account_id, cap=server.max_pending_login_states)
     return key
 
 

@@ -26,8 +26,8 @@ def start_oidc_login(runtime: Runtime, connector: Connector, *, next_path: str |
     nonce = secrets.token_urlsafe(32)
     verifier = new_pkce_verifier()
     with runtime.db.transaction() as db:
-        account = directory.connector_account(db, connector=connector)
-        create_login_state(db, runtime, account=account, connector=connector, binding=binding,
+        account_id = directory.connector_account_id(db, connector=connector)
+        create_login_state(db, runtime, account_id=account_id, connector=connector, binding=binding,
                            next_path=next_path, key=state, nonce=nonce, code_verifier=verifier,
                            fresh_binding=fresh_binding)
     log.info("OIDC login started connector=%s", connector.id)

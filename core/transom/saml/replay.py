@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import cast
 
-from sqlalchemy import Table, insert, select
+from sqlalchemy import Table, bindparam, insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -25,6 +25,12 @@ from transom.web.paths import safe_next
 
 #: the replay cache's row, as one Core statement (no ORM unit of work)
 _INSERT_SEEN = insert(cast(Table, SamlAssertionSeen.__table__))
+#: built once (the check runs on every ACS): is this assertion id in the connector's cache?
+_SEEN = select(SamlAssertionSeen.assertion_id).where(
+    SamlAssertionSeen.account_id == bindparam("account_id"),
+    SamlAssertionSeen.connector_id == bindparam("connector_id"),
+    SamlAssertionSeen.assertion_id == bindparam("assertion_id"),
+)
 
 
 def _replayed(layer: str) -> LoginRefused:
@@ -50,18 +56,15 @@ def check_response(
 ) -> CheckedResponse:
     """Read-only: the assertion id must be unseen, and the login state named by the signed
     InResponseTo pending for this browser and connector. A refusal here spends nothing."""
-    account = directory.connector_account(db, connector=connector)
-    seen = db.scalar(select(SamlAssertionSeen.assertion_id).where(
-        SamlAssertionSeen.account_id == account.id,
-        SamlAssertionSeen.connector_id == connector.id,
-        SamlAssertionSeen.assertion_id == verified.assertion_id,
-    ))
+    account_id = directory.connector_account_id(db, connector=connector)
+    seen = db.execute(_SEEN, {"account_id": account_id, "connector_id": connector.id,
+                              "assertion_id": verified.assertion_id}).first()
     if seen is not None:
         raise _replayed("lookup")
-    marks = [_replay_mark(account_id=account.id, connector_id=connector.id, verified=verified)]
+    marks = [_replay_mark(account_id=account_id, connector_id=connector.id, verified=verified)]
     if verified.in_response_to is not None:
         state = check_login_state(db, key=verified.in_response_to, binding=binding, connector_id=connector.id,
-                                  account_id=account.id)
+                                  account_id=account_id)
         marks.append(login_state_mark(state))
         return CheckedResponse(next_path=state.next_path, single_use=SingleUse(*marks))
     # IdP-initiated (allowed, checked in verify): RelayState may only name a local path.

@@ -33,10 +33,10 @@ def start_saml_login(
     request = OneLogin_Saml2_Authn_Request(
         library_settings(runtime, connector, idp), set_nameid_policy=idp.name_id_format is not None
     )
-    account = directory.connector_account(db, connector=connector)
+    account_id = directory.connector_account_id(db, connector=connector)
     request_id = request.get_id()
     create_login_state(
-        db, runtime, account=account, connector=connector, binding=binding,
+        db, runtime, account_id=account_id, connector=connector, binding=binding,
         next_path=safe_next(next_path) if next_path else None, key=request_id, fresh_binding=fresh_binding,
     )
     query = urllib.parse.urlencode({"SAMLRequest": request.get_request(deflate=True)})
