@@ -83,26 +83,15 @@ def create_account(session: Session, *, name: str) -> Account:
     return account
 
 
-def connector_account(session: Session, *, connector: Connector) -> Account:
-    """The account a connector logs users into; a missing one is a configuration mistake
-    the IdP admin's page should name."""
-    try:
-        return get_account(session, name=connector.account)
-    except NotFound:
-        raise LoginRefused(
-            "this sign-in method is not set up correctly",
-            hint=f"connector '{connector.id}' names account '{connector.account}', which does not exist",
-        ) from None
-
-
 _ACCOUNTS = cast(Table, Account.__table__)
 #: built once (the login's first statement): constructing it cost more than running it
 _ACCOUNT_ID_BY_NAME = select(_ACCOUNTS.c.id).where(_ACCOUNTS.c.name == bindparam("name"))
 
 
 def connector_account_id(session: Session, *, connector: Connector) -> str:
-    """:func:`connector_account`'s id alone, read with a prebuilt Core statement (the login
-    transaction needs no Account object)."""
+    """The id of the account a connector logs users into, read with a prebuilt Core statement
+    (no Account object); a missing account is a configuration mistake the IdP admin's page
+    should name."""
     account_id: str | None = session.execute(_ACCOUNT_ID_BY_NAME, {"name": connector.account}).scalar()
     if account_id is None:
         raise LoginRefused(

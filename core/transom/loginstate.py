@@ -57,9 +57,11 @@ SWEEP_EVERY_SECONDS = 1.0
 _last_sweep: dict[str, float] = {}
 
 
-#: built once: a login start is a hot path, and an ORM add + flush of one row costs several
-#: times this statement (docs/performance.md)
-_INSERT_STATE = insert(LoginState)
+#: the table itself: Core statements, no ORM unit of work (a login start and a callback are
+#: hot paths; docs/performance.md)
+_STATES = cast(Table, LoginState.__table__)
+#: built once, on the table: an ``insert(LoginState)`` would go through the ORM's bulk path
+_INSERT_STATE = insert(_STATES)
 
 
 def _digest(value: str) -> str:
@@ -179,8 +181,6 @@ def _cap_check_due(account_id: str) -> bool:
         return starts == 0
 
 
-#: the table itself: Core statements, no ORM unit of work
-_STATES = cast(Table, LoginState.__table__)
 #: the check's read (built once; a callback is a hot path)
 _READ_STATE = select(
     _STATES.c.key, _STATES.c.account_id, _STATES.c.connector_id, _STATES.c.protocol, _STATES.c.nonce,

@@ -24,12 +24,13 @@ from transom.singleuse import Mark, SingleUse
 from transom.web.paths import safe_next
 
 #: the replay cache's row, as one Core statement (no ORM unit of work)
-_INSERT_SEEN = insert(cast(Table, SamlAssertionSeen.__table__))
-#: built once (the check runs on every ACS): is this assertion id in the connector's cache?
-_SEEN = select(SamlAssertionSeen.assertion_id).where(
-    SamlAssertionSeen.account_id == bindparam("account_id"),
-    SamlAssertionSeen.connector_id == bindparam("connector_id"),
-    SamlAssertionSeen.assertion_id == bindparam("assertion_id"),
+_SEEN_TABLE = cast(Table, SamlAssertionSeen.__table__)
+_INSERT_SEEN = insert(_SEEN_TABLE)
+#: built once, on the table (the check runs on every ACS): is this assertion id in the cache?
+_SEEN = select(_SEEN_TABLE.c.assertion_id).where(
+    _SEEN_TABLE.c.account_id == bindparam("account_id"),
+    _SEEN_TABLE.c.connector_id == bindparam("connector_id"),
+    _SEEN_TABLE.c.assertion_id == bindparam("assertion_id"),
 )
 
 
