@@ -34,6 +34,7 @@ from transom.scim.resource import etag, project, render
 from transom.scim.schema import LIST_RESPONSE, SEARCH_REQUEST
 from transom.scim.service import Caller
 from transom.web.deps import bearer_token
+from transom.web.fastlane import Direct
 
 log = logging.getLogger("transom.scim")
 
@@ -202,6 +203,10 @@ async def create_user(request: Request) -> Response:
         return _resource_response(ctx, user, status=201)
 
     return await _handle(request, work, with_body=True)
+
+
+#: the endpoints web/fastlane.py calls directly (they take the request and nothing else)
+DIRECT: dict[Callable[..., Any], Direct] = {create_user: create_user}
 
 
 async def get_user(request: Request) -> Response:

@@ -16,6 +16,7 @@ from transom.runtime import Runtime
 from transom.scim import router as scim_router
 from transom.web import account_routes, admin_api, admin_routes, console, ops_routes, saml_routes, sso_routes
 from transom.web.errors import install_error_handlers
+from transom.web.fastlane import FastLane, lane_routes
 from transom.web.inputs import check_request_text
 from transom.web.limits import BodySizeLimit
 from transom.web.observe import RequestObserver
@@ -66,6 +67,9 @@ def create_app(runtime: Runtime, *, extra_routers: Sequence[APIRouter] = ()) -> 
 
     ops_routes.install_docs(app)
     install_openapi(app)
+    # innermost of ours: the hot endpoints without FastAPI's routing and dependency solving
+    app.add_middleware(FastLane, fastapi=app, routes=lane_routes(app, {
+        **sso_routes.DIRECT, **saml_routes.DIRECT, **scim_router.DIRECT}))
     app.add_middleware(BodySizeLimit, max_bytes=runtime.config.server.max_request_bytes)
     # added last, so outermost: the request id is set before anything else runs
     app.add_middleware(RequestObserver)

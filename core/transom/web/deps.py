@@ -17,10 +17,14 @@ from transom.runtime import Runtime
 from transom.sessions import COOKIE_NAME, session_user
 
 
-async def get_runtime(request: Request) -> Runtime:
-    # async: a sync dependency costs a thread-pool round trip per request for one attribute read
+def runtime_of(request: Request) -> Runtime:
     runtime: Runtime = request.app.state.runtime
     return runtime
+
+
+async def get_runtime(request: Request) -> Runtime:
+    # async: a sync dependency costs a thread-pool round trip per request for one attribute read
+    return runtime_of(request)
 
 
 RuntimeDep = Annotated[Runtime, Depends(get_runtime)]

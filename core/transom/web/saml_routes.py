@@ -7,6 +7,9 @@ everything after them in :func:`transom.login.complete_login`.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
@@ -17,7 +20,8 @@ from transom.login import complete_login
 from transom.loginstate import BINDING_COOKIE
 from transom.runtime import Runtime
 from transom.web.account_routes import session_redirect
-from transom.web.deps import RuntimeDep
+from transom.web.deps import RuntimeDep, runtime_of
+from transom.web.fastlane import Direct
 
 router = APIRouter()
 
@@ -55,6 +59,14 @@ def _consume(runtime: Runtime, connector_id: str, form: saml.AcsForm, binding: s
     with login_activity.attempt(runtime):  # the console's login activity records a refusal
         verified = saml.verify_saml(runtime, saml.saml_connector(runtime, connector_id), form, binding=binding)
         return session_redirect(runtime, complete_login(runtime, verified))
+
+
+async def _acs_direct(request: Request) -> Response:
+    """The ACS through the fast lane (web/fastlane.py)."""
+    return await assertion_consumer_service(request.path_params["connector_id"], request, runtime_of(request))
+
+
+DIRECT: dict[Callable[..., Any], Direct] = {assertion_consumer_service: _acs_direct}
 
 
 @router.get("/api/accounts/saml/{connector_id}/metadata")

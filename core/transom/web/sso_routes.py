@@ -7,6 +7,9 @@ Each route is HTTP -> verify -> complete -> response: the protocol checks live i
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 from fastapi import APIRouter, Request
 from fastapi.responses import RedirectResponse, Response
 from starlette.concurrency import run_in_threadpool
@@ -21,7 +24,8 @@ from transom.oidc.verify import CallbackParams, read_callback_params, verify_oid
 from transom.runtime import Runtime
 from transom.saml.request import start_saml_login
 from transom.web.account_routes import session_redirect
-from transom.web.deps import RuntimeDep
+from transom.web.deps import RuntimeDep, runtime_of
+from transom.web.fastlane import Direct
 from transom.web.paths import safe_next
 
 router = APIRouter()
@@ -70,3 +74,26 @@ def _callback(runtime: Runtime, params: CallbackParams, binding: str | None) -> 
     with login_activity.attempt(runtime):  # the console's login activity records a refusal
         verified = verify_oidc(runtime, params, binding=binding)
         return session_redirect(runtime, complete_login(runtime, verified))
+
+
+# -- the same endpoints through the fast lane (web/fastlane.py): what FastAPI would pass them --
+
+
+async def _start_login_direct(request: Request) -> Response:
+    return await run_in_threadpool(start_login, request.path_params["connector_id"], request, runtime_of(request),
+                                   request.query_params.get("next"))
+
+
+async def _oidc_callback_get_direct(request: Request) -> Response:
+    return await run_in_threadpool(oidc_callback_get, request, runtime_of(request))
+
+
+async def _oidc_callback_post_direct(request: Request) -> Response:
+    return await oidc_callback_post(request, runtime_of(request))
+
+
+DIRECT: dict[Callable[..., Any], Direct] = {
+    start_login: _start_login_direct,
+    oidc_callback_get: _oidc_callback_get_direct,
+    oidc_callback_post: _oidc_callback_post_direct,
+}
