@@ -127,7 +127,7 @@ class FastLane:
         if route is None:
             await self.app(scope, receive, send)
             return
-        scope["router"] = self.fastapi.router
+        scope.setdefault("router", self.fastapi.router)  # as the router does, for url_for
         scope["transom.lane"] = route
         await self.handled(scope, receive, send)
 
