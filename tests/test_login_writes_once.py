@@ -27,14 +27,14 @@ from saml_support import ENTRA_GROUPS, OID, TENANT, entra_attributes, generic_at
 from saml_support import build as build_saml
 from saml_support import counts as saml_counts
 from saml_support import entra_connector as entra_saml_connector
-from sqlalchemy import Engine, event, select, text, update
+from sqlalchemy import Engine, delete, event, select, text, update
 
 from transom import directory
 from transom.db import ReadOnlyViolation
 from transom.errors import LoginRefused
 from transom.login import complete_login
 from transom.loginstate import BINDING_COOKIE, PendingState, check_login_state, login_state_mark
-from transom.models import USER_DEPROVISIONED, LoginState, User
+from transom.models import USER_DEPROVISIONED, Account, LoginState, User
 from transom.oidc.verify import read_callback_params, verify_oidc
 from transom.runtime import Runtime
 from transom.saml.form import AcsForm
@@ -59,24 +59,44 @@ class Writes:
 
 @contextmanager
 def counted(engine: Engine) -> Iterator[Writes]:
-    """The commits (every engine) and ``BEGIN IMMEDIATE``s (SQLite) inside the block."""
+    """The commits (every engine) and ``BEGIN IMMEDIATE``s (SQLite) inside the block. On
+    SQLite the statements are what SQLite itself ran (its trace callback on every connection
+    checked out in the block): transom.db sends ``BEGIN`` on the driver connection, past
+    SQLAlchemy's statement events."""
     writes = Writes()
+    on_sqlite = engine.dialect.name == "sqlite"
+    traced: list[Any] = []
 
     def on_commit(_conn: Any) -> None:
         writes.commits += 1
 
-    def on_statement(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+    def on_sql(statement: str) -> None:
         writes.statements.append(statement)
         if statement.strip().upper() == "BEGIN IMMEDIATE":
             writes.immediate += 1
 
+    def on_checkout(dbapi_conn: Any, _record: Any, _proxy: Any) -> None:
+        dbapi_conn.set_trace_callback(on_sql)
+        traced.append(dbapi_conn)
+
+    def on_statement(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        on_sql(statement)
+
     event.listen(engine, "commit", on_commit)
-    event.listen(engine, "before_cursor_execute", on_statement)
+    if on_sqlite:
+        event.listen(engine, "checkout", on_checkout)
+    else:
+        event.listen(engine, "before_cursor_execute", on_statement)
     try:
         yield writes
     finally:
         event.remove(engine, "commit", on_commit)
-        event.remove(engine, "before_cursor_execute", on_statement)
+        if on_sqlite:
+            event.remove(engine, "checkout", on_checkout)
+            for dbapi_conn in traced:
+                dbapi_conn.set_trace_callback(None)
+        else:
+            event.remove(engine, "before_cursor_execute", on_statement)
 
 
 def sqlite(runtime: Runtime) -> bool:
@@ -190,6 +210,32 @@ def test_two_callbacks_checked_before_either_spent_sign_in_once(make_runtime: An
     assert refused.value.reason == "login.state"
     left = oidc_counts(runtime)
     assert (left["users"], left["sessions"], left["login_states"]) == (1, 1, 0)
+
+
+def test_the_login_takes_the_account_from_the_checked_state(make_runtime: Any) -> None:
+    """The login transaction does not read the account again: the state's DELETE, its first
+    statement, is scoped by the account the check read; with the account gone in between
+    (its states go with it), that DELETE matches nothing and the login is refused."""
+    fake = okta_org_fake()
+    runtime = build_oidc(make_runtime, fake, okta_connector())
+    with client_for(runtime) as client:
+        for returning in (False, True):  # the first login reads the account to create the user
+            params = read_callback_params(_hybrid_params(fake, start_login(client, "acme-okta")))
+            verified = verify_oidc(runtime, params, binding=client.cookies.get(BINDING_COOKIE))
+            with counted(runtime.db.engine) as writes:
+                assert complete_login(runtime, verified).session_cookie
+            assert writes.commits == 1
+            if returning:
+                assert not [s for s in writes.statements if "FROM accounts" in s], writes.statements
+        params = read_callback_params(_hybrid_params(fake, start_login(client, "acme-okta")))
+        verified = verify_oidc(runtime, params, binding=client.cookies.get(BINDING_COOKIE))
+    with runtime.db.transaction() as db:
+        db.execute(delete(Account))
+    with pytest.raises(LoginRefused) as refused:
+        complete_login(runtime, verified)
+    assert refused.value.reason == "login.state"
+    left = oidc_counts(runtime)
+    assert (left["users"], left["sessions"], left["login_states"]) == (0, 0, 0)
 
 
 # -- SAML --------------------------------------------------------------------------------------

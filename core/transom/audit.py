@@ -17,6 +17,7 @@ from typing import Any, NamedTuple, cast
 from sqlalchemy import Table
 from sqlalchemy.orm import Session
 
+from transom.db import core
 from transom.models import AuditEvent, utcnow
 
 _TABLE = cast(Table, AuditEvent.__table__)
@@ -83,7 +84,7 @@ def record_now(
 ) -> None:
     """``record`` as a Core INSERT executed at once, for hot paths (SCIM creates): the unit of
     work cost more than the INSERT."""
-    session.execute(
+    core(session).execute(
         _INSERT,
         {"account_id": account_id, "at": utcnow(), "actor": actor, "action": action, "user_id": user_id,
          "connector_id": None, "details": details},
@@ -106,7 +107,7 @@ def record_login(
     the events' ids keep the order in which they were recorded."""
     if session.new:
         session.flush()
-    session.execute(
+    core(session).execute(
         _INSERT,
         {"account_id": account_id, "at": utcnow(), "actor": actor, "action": action, "user_id": user_id,
          "connector_id": connector_id, "details": details},

@@ -13,6 +13,25 @@ before the network calls) runs in ``Database.read``: on SQLite a deferred ``BEGI
 snapshot, no writer lock, no ``BEGIN IMMEDIATE``); on both engines a statement that is not a
 ``SELECT`` fails there, and the unit is rolled back, never committed.
 
+What a unit costs (docs/performance.md, "Cheaper units of work"): the login hot path runs
+three units per login, so their fixed price counts as much as their statements.
+
+* ``BEGIN`` / ``BEGIN IMMEDIATE`` go to the driver connection from the ``begin`` event, not
+  through ``exec_driver_sql`` (a whole statement execution per unit); a failure is raised as
+  SQLAlchemy's own error, so a locked database is still an outage (503).
+* ``Database.read`` and ``Database.core_transaction`` hand out a Core ``Connection``, for
+  code that runs Core statements only (the callback's check, the OIDC login start): an ORM
+  ``Session`` costs more than the statements such a unit runs. ``Database.transaction``
+  keeps the ``Session`` for everything else.
+* :func:`core` gives a unit's hot Core statements the session's ``Connection``:
+  ``Session.execute`` adds its own layer to each statement.
+* One ``before_cursor_execute`` listener does the read-only guard and the text-policy
+  backstop (every statement's parameters, docs/security.md); the backstop's common case
+  (ASCII strings in a tuple or dict) is the short way through it.
+* The pool's reset on return already skips its ROLLBACK after a unit that committed or rolled
+  back (SQLAlchemy knows the transaction was reset); PostgreSQL keeps ``pool_pre_ping``: one
+  round trip per checkout buys a login that never fails on a connection the server dropped.
+
 WAL checkpoints run in a background thread (``_Checkpointer``), not inside a login's COMMIT:
 SQLite's automatic checkpoint copies the WAL into the database file and fsyncs it as part of
 whichever commit crosses the threshold, which made that login 5-10x slower than its
@@ -28,7 +47,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError, SQLAlchemyError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.orm import Session, sessionmaker
@@ -86,6 +105,14 @@ class ReadOnlyViolation(RuntimeError):
     """A statement other than a read in a ``Database.read`` unit: a bug, never a client's doing."""
 
 
+def core(db: Session | Connection) -> Connection:
+    """The ``Connection`` of a unit, for its hot Core statements: ``Session.execute`` adds
+    its own layer (bind lookup, execution options, the ORM plugin check) to every statement,
+    about 40 % over ``Connection.execute`` on SQLite. Same transaction, same statement
+    events; a Core statement never autoflushes through the session either."""
+    return db if isinstance(db, Connection) else db.connection()
+
+
 def _parameter_backstop(engine: Engine) -> None:
     @event.listens_for(engine, "before_cursor_execute")
     def _check(conn: Any, _cursor: Any, statement: str, parameters: Any, _context: Any,
@@ -124,8 +151,14 @@ def _make_engine(url: str, **kwargs: Any) -> Engine:
         @event.listens_for(engine, "begin")
         def _sqlite_begin(conn: Any) -> None:
             # Writers serialise at BEGIN instead of failing on lock upgrade mid-transaction;
-            # a read-only unit takes a snapshot and no lock (Database.read).
-            conn.exec_driver_sql("BEGIN" if conn.get_execution_options().get(READ_ONLY) else "BEGIN IMMEDIATE")
+            # a read-only unit takes a snapshot and no lock (Database.read). Sent on the
+            # driver connection: through exec_driver_sql it cost a whole statement execution
+            # (context, events, result) per unit, 4 % of an OIDC login.
+            statement = "BEGIN" if conn.get_execution_options().get(READ_ONLY) else "BEGIN IMMEDIATE"
+            try:
+                conn.connection.driver_connection.execute(statement)
+            except sqlite3.Error as exc:  # as exec_driver_sql would raise it: "locked" is an outage (503)
+                raise DBAPIError.instance(statement, (), exc, sqlite3.Error) from exc
 
         return engine
     return create_engine(url, pool_pre_ping=True, **kwargs)
@@ -185,33 +218,46 @@ class Database:
     def transaction(self) -> Iterator[Session]:
         """One unit of work: committed when the block ends, rolled back on any error. On
         SQLite the process's writer lock is held for the whole unit (see the module doc)."""
+        with self._writer_held(), self.sessions() as session, session.begin():
+            yield session
+
+    @contextmanager
+    def core_transaction(self) -> Iterator[Connection]:
+        """:meth:`transaction` on a Core ``Connection`` instead of an ORM ``Session``, for
+        code that only runs Core statements (a login start): the same writer lock, ``BEGIN
+        IMMEDIATE``, commit and rollback, without the session's own bookkeeping."""
+        with self._writer_held(), self.engine.connect() as conn, conn.begin():
+            yield conn
+
+    @contextmanager
+    def _writer_held(self) -> Iterator[None]:
         writer = self._writer
         if writer is None:
-            with self.sessions() as session, session.begin():
-                yield session
+            yield
             return
         if not writer.acquire(timeout=WRITER_WAIT_SECONDS):
             raise OperationalError("BEGIN IMMEDIATE", None, sqlite3.OperationalError("database is locked"))
         try:
-            with self.sessions() as session, session.begin():
-                yield session
+            yield
         finally:
             writer.release()
         assert self.checkpointer is not None
         self.checkpointer.committed()
 
     @contextmanager
-    def read(self) -> Iterator[Session]:
-        """A read-only unit: one snapshot, rolled back at the end. On SQLite a deferred
-        ``BEGIN`` without the process's writer lock, so it never queues behind a login's
-        transaction (WAL readers do not block the writer, nor it them). A statement other
-        than a ``SELECT`` in it raises :class:`ReadOnlyViolation`."""
-        with self.sessions() as session:
-            session.connection(execution_options={READ_ONLY: True})
+    def read(self) -> Iterator[Connection]:
+        """A read-only unit on a Core ``Connection`` (its readers run Core statements only):
+        one snapshot, rolled back at the end. On SQLite a deferred ``BEGIN`` without the
+        process's writer lock, so it never queues behind a login's transaction (WAL readers
+        do not block the writer, nor it them). A statement other than a ``SELECT`` in it
+        raises :class:`ReadOnlyViolation`."""
+        with self.engine.connect() as conn:
+            conn.execution_options(**{READ_ONLY: True})
+            conn.begin()
             try:
-                yield session
+                yield conn
             finally:
-                session.rollback()
+                conn.rollback()
 
     def dispose(self) -> None:
         if self.checkpointer is not None:

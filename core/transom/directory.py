@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import Table, bindparam, select, update
+from sqlalchemy import Connection, Table, bindparam, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
@@ -20,6 +20,7 @@ from sqlalchemy.orm.util import identity_key
 
 from transom import audit
 from transom.connector import Connector
+from transom.db import core
 from transom.errors import BadRequest, Conflict, Forbidden, LoginRefused, NotFound, Unauthorized
 from transom.groups import canonical_group_id
 from transom.models import (
@@ -88,11 +89,11 @@ _ACCOUNTS = cast(Table, Account.__table__)
 _ACCOUNT_ID_BY_NAME = select(_ACCOUNTS.c.id).where(_ACCOUNTS.c.name == bindparam("name"))
 
 
-def connector_account_id(session: Session, *, connector: Connector) -> str:
+def connector_account_id(session: Session | Connection, *, connector: Connector) -> str:
     """The id of the account a connector logs users into, read with a prebuilt Core statement
     (no Account object); a missing account is a configuration mistake the IdP admin's page
     should name."""
-    account_id: str | None = session.execute(_ACCOUNT_ID_BY_NAME, {"name": connector.account}).scalar()
+    account_id: str | None = core(session).execute(_ACCOUNT_ID_BY_NAME, {"name": connector.account}).scalar()
     if account_id is None:
         raise LoginRefused(
             "this sign-in method is not set up correctly",
@@ -376,7 +377,7 @@ def update_login_user(session: Session, user: LoginUser, values: dict[str, Any])
     session (a user created or linked by this transaction) are given the same values, so
     later readers (``transom explain``) see the row as written."""
     values = {**values, "updated_at": utcnow()}
-    session.execute(_UPDATE_USER, {"b_account_id": user.account_id, "b_id": user.id, **values})
+    core(session).execute(_UPDATE_USER, {"b_account_id": user.account_id, "b_id": user.id, **values})
     loaded = session.identity_map.get(identity_key(User, user.id))
     for column, value in values.items():
         if hasattr(user, column):

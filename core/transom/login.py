@@ -33,6 +33,7 @@ from sqlalchemy.orm import Session
 
 from transom import audit, directory, login_activity
 from transom.connector import Claims, Connector, GroupsState
+from transom.db import core
 from transom.errors import ConfigError, Conflict, LoginRefused, TransomError
 from transom.groups import sync_user_groups
 from transom.models import (
@@ -118,6 +119,9 @@ def _complete_login(runtime: Runtime, verified: VerifiedLogin, single_use: Singl
     session = _SessionStart(secret=_session_secret(runtime),
                             max_age_seconds=runtime.config.server.session_max_age_seconds)
     kept_notes, kept_warnings = len(trace.notes), len(trace.warnings)
+    # The account the marks were checked in, when this transaction spends them first (one
+    # read fewer); marks spent already (before an overage lookup) prove nothing here.
+    known_account = single_use.account_id if single_use is not None and not single_use.spent else None
     for attempt in range(1, LOGIN_ATTEMPTS + 1):
         # a retried transaction reports only what it did itself (no doubled notes/warnings)
         del trace.notes[kept_notes:], trace.warnings[kept_warnings:]
@@ -127,7 +131,7 @@ def _complete_login(runtime: Runtime, verified: VerifiedLogin, single_use: Singl
                     single_use.spend(db)  # first: refused when a replay or a concurrent callback spent them
                 changes = login_activity.watch_changes(db)
                 result = _login_transaction(db, connector=connector, claims=claims, groups=groups, trace=trace,
-                                            session=session)
+                                            session=session, account_id=known_account)
                 login_activity.record_success(db, runtime, connector=connector, payload=verified.payload,
                                               result=result, changes=changes)
         except (IntegrityError, OperationalError) as exc:
@@ -216,12 +220,14 @@ def resolve_groups(
 
 def _login_transaction(
     db: Session, *, connector: Connector, claims: Claims, groups: ResolvedGroups, trace: LoginTrace,
-    session: _SessionStart | None = None,
+    session: _SessionStart | None = None, account_id: str | None = None,
 ) -> LoginResult:
-    # Steady state (a returning user, nothing changed): five reads, one UPDATE of the user
-    # and three INSERTs (login audit event, session, login activity), every statement built
-    # once at import and executed through Core, with no ORM unit of work.
-    account_id = directory.connector_account_id(db, connector=connector)
+    # Steady state (a returning user, nothing changed): five reads (four when the spent marks
+    # named the account), one UPDATE of the user and three INSERTs (login audit event,
+    # session, login activity), every statement built once at import and executed through
+    # Core, with no ORM unit of work.
+    if account_id is None:
+        account_id = directory.connector_account_id(db, connector=connector)
     user, created = find_or_create_user(db, account_id=account_id, connector=connector, claims=claims, trace=trace)
     if user.status == USER_DEPROVISIONED:
         raise LoginRefused(
@@ -460,7 +466,7 @@ def _identified_user(
     db: Session, *, account_id: str, connector: Connector, subject: str
 ) -> directory.LoginUser | None:
     """The user linked to this subject of this connector, if any (a Core row, no ORM object)."""
-    row = db.execute(
+    row = core(db).execute(
         _USER_BY_SUBJECT, {"account_id": account_id, "connector_id": connector.id, "subject": subject}
     ).first()
     return None if row is None else directory.LoginUser(*row)

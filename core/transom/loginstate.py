@@ -26,13 +26,14 @@ import threading
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import cast
+from typing import Any, cast
 
 from fastapi import Request, Response
-from sqlalchemy import Delete, Table, bindparam, delete, func, insert, select
+from sqlalchemy import Connection, Delete, Integer, Table, bindparam, delete, func, insert, select
 from sqlalchemy.orm import Session
 
 from transom.connector import Connector
+from transom.db import core
 from transom.errors import LoginRefused
 from transom.models import LoginState
 from transom.purges import expired_login_states
@@ -84,7 +85,7 @@ def browser_binding(request: Request, response: Response, runtime: Runtime) -> s
 
 
 def create_login_state(
-    db: Session,
+    db: Session | Connection,
     runtime: Runtime,
     *,
     account_id: str,
@@ -109,7 +110,7 @@ def create_login_state(
         drop_browser_overflow(db, account_id=account_id, binding_digest=digest,
                               keep=server.login_states_per_browser - 1)
     key = key or secrets.token_urlsafe(32)
-    db.execute(_INSERT_STATE, {
+    core(db).execute(_INSERT_STATE, {
         "key": key, "account_id": account_id, "connector_id": connector.id, "protocol": connector.protocol,
         "nonce": nonce, "code_verifier": code_verifier, "next_path": next_path, "browser_binding": digest,
         "created_at": now, "expires_at": now + timedelta(seconds=server.login_state_max_age_seconds),
@@ -119,31 +120,34 @@ def create_login_state(
     return key
 
 
-def drop_browser_overflow_statement(account_id: str, binding_digest: str, *, keep: int) -> Delete:
+def drop_browser_overflow_statement(account_id: Any, binding_digest: Any, *, keep: Any) -> Delete:
     """This browser's pending states beyond the newest ``keep`` (index
-    ``ix_login_states_account_id_browser_binding_expires_at``: a browser has a few rows)."""
+    ``ix_login_states_account_id_browser_binding_expires_at``: a browser has a few rows);
+    values or bind parameters."""
     beyond = (
-        select(LoginState.key)
-        .where(LoginState.account_id == account_id, LoginState.browser_binding == binding_digest)
-        .order_by(LoginState.expires_at.desc(), LoginState.key)
+        select(_STATES.c.key)
+        .where(_STATES.c.account_id == account_id, _STATES.c.browser_binding == binding_digest)
+        .order_by(_STATES.c.expires_at.desc(), _STATES.c.key)
         .offset(keep)
     )
-    # synchronize_session=False: the session holds no row these may match (the new row is
-    # added after, or is the newest), and the ORM need not evaluate the criteria in Python
-    return delete(LoginState).where(
-        LoginState.account_id == account_id, LoginState.browser_binding == binding_digest,
-        LoginState.key.in_(beyond),
-    ).execution_options(synchronize_session=False)
+    return delete(_STATES).where(
+        _STATES.c.account_id == account_id, _STATES.c.browser_binding == binding_digest, _STATES.c.key.in_(beyond),
+    )
 
 
-def drop_browser_overflow(db: Session, *, account_id: str, binding_digest: str, keep: int) -> int:
+#: built once, on the table: an ORM ``delete(LoginState)`` with its subquery was compiled and
+#: cache-keyed on every start (~15 % of an in-process login, bench/db_units_bench.py)
+_DROP_BROWSER_OVERFLOW = drop_browser_overflow_statement(
+    bindparam("account_id"), bindparam("binding"), keep=bindparam("keep", type_=Integer))
+
+
+def drop_browser_overflow(db: Session | Connection, *, account_id: str, binding_digest: str, keep: int) -> int:
     """Delete this browser's pending states beyond the newest ``keep``; returns how many."""
-    result = db.execute(drop_browser_overflow_statement(account_id, binding_digest, keep=keep))
-    dropped: int = result.rowcount  # type: ignore[attr-defined]
-    return dropped
+    params = {"account_id": account_id, "binding": binding_digest, "keep": keep}
+    return core(db).execute(_DROP_BROWSER_OVERFLOW, params).rowcount
 
 
-def enforce_account_cap(db: Session, *, account_id: str, cap: int) -> int:
+def enforce_account_cap(db: Session | Connection, *, account_id: str, cap: int) -> int:
     """Delete the account's oldest pending states beyond ``cap``; returns how many. Counts
     the account's rows (from the index), so it runs once every CAP_CHECK_EVERY_STARTS starts."""
     count = db.scalar(select(func.count()).select_from(LoginState).where(LoginState.account_id == account_id)) or 0
@@ -215,14 +219,15 @@ def _state_refused() -> LoginRefused:
 
 
 def check_login_state(
-    db: Session, *, key: str, binding: str | None, connector_id: str | None = None, account_id: str | None = None,
+    db: Session | Connection, *, key: str, binding: str | None, connector_id: str | None = None,
+    account_id: str | None = None,
 ) -> PendingState:
     """Read-only (``Database.read``): refuse unknown, spent, expired, foreign-browser,
     other-connector or other-account states with the same message (no oracle). Spends
     nothing: a refusal here leaves the state usable by the browser that started the login."""
     if not key or len(key) > 128:
         raise _state_refused()
-    row = db.execute(_READ_STATE, {"key": key}).one_or_none()
+    row = core(db).execute(_READ_STATE, {"key": key}).one_or_none()
     if row is None:
         raise _state_refused()
     expires = row.expires_at if row.expires_at.tzinfo else row.expires_at.replace(tzinfo=UTC)
@@ -243,7 +248,7 @@ def check_login_state(
 def spend_login_state(db: Session, *, account_id: str, key: str) -> None:
     """Delete the state (``DELETE ... RETURNING``, scoped by account); refused unless exactly
     one row matched: it was spent already, by a replay or by a concurrent callback."""
-    if len(db.execute(_SPEND_STATE, {"account_id": account_id, "key": key}).all()) != 1:
+    if len(core(db).execute(_SPEND_STATE, {"account_id": account_id, "key": key}).all()) != 1:
         raise _state_refused()
 
 

@@ -12,6 +12,7 @@ from typing import cast
 from sqlalchemy import Table, delete, select
 from sqlalchemy.orm import Session
 
+from transom.db import core
 from transom.directory import LoginUser
 from transom.models import USER_DEPROVISIONED, User, WebSession
 from transom.security import sign, unsign
@@ -32,7 +33,7 @@ def start_session(
     be written); returns the signed cookie value."""
     session_id = secrets.token_urlsafe(32)
     now = datetime.now(UTC)
-    session.execute(_INSERT, {
+    core(session).execute(_INSERT, {
         "id_hash": _hash(session_id),
         "account_id": user.account_id,
         "user_id": user.id,

@@ -42,10 +42,16 @@ Mark = Callable[[Session], None]
 
 class SingleUse:
     """The marks of one callback. ``spent`` turns true once a transaction that spent them
-    has committed; from then on :meth:`spend` does nothing."""
+    has committed; from then on :meth:`spend` does nothing.
 
-    def __init__(self, *marks: Mark) -> None:
+    ``account_id``: the account the marks are scoped by, read by the check. A transaction
+    that spends the marks as its first statements may use it instead of reading the account
+    again: those statements are scoped by it and refuse when the account is gone (the login
+    state's row goes with its account; the replay row's foreign key names it)."""
+
+    def __init__(self, *marks: Mark, account_id: str | None = None) -> None:
         self._marks = marks
+        self.account_id = account_id
         self.spent = False
 
     def spend(self, db: Session) -> None:

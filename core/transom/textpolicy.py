@@ -81,12 +81,21 @@ def _walk(value: Any, where: str, keys: frozenset[str], everywhere: bool, *, ide
             _walk(item, f"{where}[{index}]", keys, everywhere, identifier=identifier)
 
 
+#: parameter values that hold no text (the backstop skips them without an ABC check)
+_NO_TEXT = frozenset({type(None), int, float, bool, bytes})
+
+
 def check_statement_parameters(parameters: Any) -> None:
     """The database backstop: NUL and lone surrogates in any bound string (the two things a
     driver refuses with a 500 or SQLite stores silently). The edge has already applied the
-    full policy; this catches a path that forgot to."""
+    full policy; this catches a path that forgot to. Runs on every statement, so the common
+    shapes (a tuple or dict of ASCII strings and scalars) take the short way: an ASCII
+    string cannot hold a surrogate."""
     items: Iterable[Any]
-    if isinstance(parameters, Mapping):
+    kind = type(parameters)
+    if kind is tuple or kind is list:
+        items = parameters
+    elif kind is dict or isinstance(parameters, Mapping):
         items = parameters.values()
     elif isinstance(parameters, list | tuple):
         items = parameters
@@ -94,7 +103,7 @@ def check_statement_parameters(parameters: Any) -> None:
         return
     for item in items:
         if isinstance(item, str):
-            if "\x00" in item or _SURROGATE.search(item):
+            if "\x00" in item or (not item.isascii() and _SURROGATE.search(item)):
                 check(item, "a value sent to the database")
-        elif isinstance(item, Mapping | list | tuple):
+        elif type(item) not in _NO_TEXT and isinstance(item, Mapping | list | tuple):
             check_statement_parameters(item)

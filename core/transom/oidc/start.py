@@ -25,7 +25,7 @@ def start_oidc_login(runtime: Runtime, connector: Connector, *, next_path: str |
     state = secrets.token_urlsafe(32)  # 256 bits
     nonce = secrets.token_urlsafe(32)
     verifier = new_pkce_verifier()
-    with runtime.db.transaction() as db:
+    with runtime.db.core_transaction() as db:  # Core statements only: no ORM session
         account_id = directory.connector_account_id(db, connector=connector)
         create_login_state(db, runtime, account_id=account_id, connector=connector, binding=binding,
                            next_path=next_path, key=state, nonce=nonce, code_verifier=verifier,

@@ -82,7 +82,7 @@ def verify_oidc(runtime: Runtime, params: CallbackParams, *, binding: str | None
     checked, not spent: the returned login carries it for complete_login to spend; when
     anything here fails after the check, it is spent before the error goes on."""
     state = _check_state(runtime, params, binding)
-    single_use = SingleUse(login_state_mark(state))
+    single_use = SingleUse(login_state_mark(state), account_id=state.account_id)
     with single_use.spent_on_failure(runtime.db):
         return _verify_checked(runtime, params, state, single_use)
 

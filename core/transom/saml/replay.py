@@ -8,12 +8,13 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import cast
 
-from sqlalchemy import Table, bindparam, insert, select
+from sqlalchemy import Connection, Table, bindparam, insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from transom import directory
 from transom.connector import Connector
+from transom.db import core
 from transom.errors import LoginRefused
 from transom.loginstate import check_login_state, login_state_mark
 from transom.models import SamlAssertionSeen
@@ -52,13 +53,13 @@ class CheckedResponse:
 
 
 def check_response(
-    db: Session, *, connector: Connector, verified: VerifiedResponse, binding: str | None,
+    db: Session | Connection, *, connector: Connector, verified: VerifiedResponse, binding: str | None,
     relay_state: str | None,
 ) -> CheckedResponse:
     """Read-only: the assertion id must be unseen, and the login state named by the signed
     InResponseTo pending for this browser and connector. A refusal here spends nothing."""
     account_id = directory.connector_account_id(db, connector=connector)
-    seen = db.execute(_SEEN, {"account_id": account_id, "connector_id": connector.id,
+    seen = core(db).execute(_SEEN, {"account_id": account_id, "connector_id": connector.id,
                               "assertion_id": verified.assertion_id}).first()
     if seen is not None:
         raise _replayed("lookup")
@@ -67,10 +68,10 @@ def check_response(
         state = check_login_state(db, key=verified.in_response_to, binding=binding, connector_id=connector.id,
                                   account_id=account_id)
         marks.append(login_state_mark(state))
-        return CheckedResponse(next_path=state.next_path, single_use=SingleUse(*marks))
+        return CheckedResponse(next_path=state.next_path, single_use=SingleUse(*marks, account_id=account_id))
     # IdP-initiated (allowed, checked in verify): RelayState may only name a local path.
     next_path = relay_state if relay_state and safe_next(relay_state) == relay_state else None
-    return CheckedResponse(next_path=next_path, single_use=SingleUse(*marks))
+    return CheckedResponse(next_path=next_path, single_use=SingleUse(*marks, account_id=account_id))
 
 
 def _replay_mark(*, account_id: str, connector_id: str, verified: VerifiedResponse) -> Mark:
@@ -84,7 +85,7 @@ def _replay_mark(*, account_id: str, connector_id: str, verified: VerifiedRespon
         # (an index range: the cost does not grow with the table, transom.purges).
         db.execute(expired_assertions(connector_id, datetime.now(UTC)))
         try:
-            db.execute(_INSERT_SEEN, row)
+            core(db).execute(_INSERT_SEEN, row)
         except IntegrityError:
             raise _replayed("primary_key") from None
 
