@@ -36,7 +36,7 @@ from transom.connector import Connector
 from transom.db import core
 from transom.errors import LoginRefused
 from transom.models import LoginState
-from transom.purges import expired_login_states
+from transom.purges import EXPIRED_LOGIN_STATES
 from transom.runtime import Runtime
 from transom.singleuse import Mark
 
@@ -104,7 +104,7 @@ def create_login_state(
     # Expired rows of this account are swept here so the table stays small without a job;
     # an index range, so the cost does not grow with the table (transom.purges).
     if _sweep_due(account_id):
-        db.execute(expired_login_states(account_id, now))
+        core(db).execute(EXPIRED_LOGIN_STATES, {"account_id": account_id, "now": now})
     digest = _digest(binding) if binding else None
     if digest is not None and not fresh_binding:
         drop_browser_overflow(db, account_id=account_id, binding_digest=digest,

@@ -18,7 +18,7 @@ from transom.db import core
 from transom.errors import LoginRefused
 from transom.loginstate import check_login_state, login_state_mark
 from transom.models import SamlAssertionSeen
-from transom.purges import expired_assertions
+from transom.purges import EXPIRED_ASSERTIONS
 from transom.saml.common import refused
 from transom.saml.response import VerifiedResponse
 from transom.singleuse import Mark, SingleUse
@@ -83,7 +83,7 @@ def _replay_mark(*, account_id: str, connector_id: str, verified: VerifiedRespon
     def spend(db: Session) -> None:
         # Sweep this connector's expired ids as we go: the table stays small without a job
         # (an index range: the cost does not grow with the table, transom.purges).
-        db.execute(expired_assertions(connector_id, datetime.now(UTC)))
+        core(db).execute(EXPIRED_ASSERTIONS, {"connector_id": connector_id, "now": datetime.now(UTC)})
         try:
             core(db).execute(_INSERT_SEEN, row)
         except IntegrityError:
