@@ -86,7 +86,8 @@ def _bounded(value: Any, depth: int = 0) -> Any:
             out["…"] = f"{len(items) - MAX_ITEMS} more"
         return out
     if isinstance(value, list | tuple):
-        cut = [_bounded(v, depth + 1) for v in list(value)[:MAX_ITEMS]]
+        # a short str is its own bounded form at any depth: no call for each of 200 group ids
+        cut = [v if type(v) is str and len(v) <= MAX_TEXT else _bounded(v, depth + 1) for v in value[:MAX_ITEMS]]
         if len(value) > MAX_ITEMS:
             cut.append(f"… {len(value) - MAX_ITEMS} more")
         return cut

@@ -23,12 +23,18 @@ request's Host headers. Decisions are written down in ``docs/saml.md``.
 
 Modules, one job each: ``endpoints`` (SP URLs), ``metadata`` (the IdP side, metadata
 cache), ``certificates`` (PEM, expiry warnings), ``settings`` (python3-saml settings, SP
-metadata), ``schema_cache`` (the XSD cache patch), ``request`` (starting a login), ``form``
-(the ACS form, base64), ``precheck`` (before xmlsec), ``response`` (the response checks),
+metadata), ``schema_cache`` (the XSD cache patch), ``xpath_cache`` and ``time_parse`` (the
+compiled-XPath and SAML-time patches of python3-saml), ``request`` (starting a login),
+``form`` (the ACS form, base64), ``precheck`` (before xmlsec), ``library_response``
+(python3-saml's response object over that parse, its attributes read cheaply),
+``response`` (the response checks),
 ``replay`` (replay cache and InResponseTo) and ``verify`` (the one verify step of the login
 pipeline).
 """
 
+# The python3-saml patches (schema_cache, xpath_cache, time_parse) apply themselves when
+# imported below: any import of transom.saml.* runs this file first, so no check runs
+# without them.
 from transom.saml.endpoints import ACS_PATH, METADATA_PATH, SpEndpoints, saml_connector, sp_endpoints
 from transom.saml.form import MAX_ACS_BODY_BYTES, MAX_RELAY_STATE_CHARS, AcsForm, decode_saml_response, parse_acs_form
 from transom.saml.metadata import MAX_METADATA_BYTES, ResolvedIdp, metadata_cache, resolve_idp
@@ -38,7 +44,9 @@ from transom.saml.request import start_saml_login
 from transom.saml.response import VerifiedResponse, verify_saml_response
 from transom.saml.schema_cache import STOCK_VALIDATE_XML, install_schema_cache
 from transom.saml.settings import settings_dict, sp_metadata_xml
+from transom.saml.time_parse import STOCK_PARSE_SAML_TO_TIME, install_time_parse
 from transom.saml.verify import verify_saml
+from transom.saml.xpath_cache import STOCK_QUERY, install_xpath_cache
 
 __all__ = [
     "ACS_PATH",
@@ -46,6 +54,8 @@ __all__ = [
     "MAX_METADATA_BYTES",
     "MAX_RELAY_STATE_CHARS",
     "METADATA_PATH",
+    "STOCK_PARSE_SAML_TO_TIME",
+    "STOCK_QUERY",
     "STOCK_VALIDATE_XML",
     "AcsForm",
     "ResolvedIdp",
@@ -54,6 +64,8 @@ __all__ = [
     "check_response",
     "decode_saml_response",
     "install_schema_cache",
+    "install_time_parse",
+    "install_xpath_cache",
     "metadata_cache",
     "parse_acs_form",
     "precheck_document",

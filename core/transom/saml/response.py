@@ -20,6 +20,7 @@ from transom.saml.common import BEARER, DS, SAML, refused, saml_time, text_of
 from transom.saml.endpoints import SpEndpoints, sp_endpoints
 from transom.saml.form import decode_saml_response
 from transom.saml.library_clock import library_clock, library_clock_offset
+from transom.saml.library_response import library_attributes, library_response
 from transom.saml.metadata import ResolvedIdp, resolve_idp
 from transom.saml.precheck import precheck_document
 from transom.saml.settings import library_settings
@@ -86,13 +87,15 @@ def verify_saml_response(runtime: Runtime, connector: Connector, saml_response: 
     idp = resolve_idp(runtime, connector)
     settings = library_settings(runtime, connector, idp)
     sp = sp_endpoints(runtime, connector.id)
-    xml, cleaned = decode_saml_response(saml_response)
+    xml, _cleaned = decode_saml_response(saml_response)
     root = precheck_document(xml)
     # The library's checks and ours after it map their failures the same way: a validation
     # error is a refusal with a hint, anything else the parser raises is a 400. None of them
     # is logged here: the error handler writes the one refusal line (transom.observe).
     try:
-        response = OneLogin_Saml2_Response(settings, cleaned)
+        # the library gets the bytes and the tree precheck_document decoded and parsed, not
+        # the base64 text to decode and parse again (library_response says why that is the same)
+        response = library_response(settings, xml, root)
         with library_clock(library_clock_offset(root, int(time.time()))):
             response.is_valid(_request_data(sp.acs_url), request_id=None, raise_exceptions=True)
         return _after_library(runtime, connector, idp, sp, root, response)
@@ -223,9 +226,11 @@ def _after_library(
 
     issuer_element = assertion.find(f"{SAML}Issuer")
     issuer = text_of(issuer_element) if issuer_element is not None else idp.entity_id
-    name_id = response.get_nameid()
-    name_id_format = response.get_nameid_format()
-    attributes = _plain_attributes(response.get_attributes())
+    # get_nameid() and get_nameid_format() each compute (and check) get_nameid_data()
+    name_id_data = response.get_nameid_data()
+    name_id = name_id_data.get("Value")
+    name_id_format = name_id_data.get("Format")
+    attributes = _plain_attributes(library_attributes(response))
     session_index = response.get_session_index()
     assertion_id = assertion.get("ID")
     latest = max([*scd_expiry, *( [not_after] if not_after is not None else [])])
