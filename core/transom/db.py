@@ -16,21 +16,24 @@ snapshot, no writer lock, no ``BEGIN IMMEDIATE``); on both engines a statement t
 What a unit costs (docs/performance.md, "Cheaper units of work"): the login hot path runs
 three units per login, so their fixed price counts as much as their statements.
 
-* ``BEGIN`` / ``BEGIN IMMEDIATE`` go to the driver connection from the ``begin`` event, not
-  through ``exec_driver_sql`` (a whole statement execution per unit); a failure is raised as
-  SQLAlchemy's own error, so a locked database is still an outage (503).
+* No engine event listeners: the read-only guard, the text-policy backstop (every
+  statement's parameters, docs/security.md) and SQLite's ``BEGIN`` / ``BEGIN IMMEDIATE`` run
+  in the engine's dialect (:class:`_Guarded`, ``do_execute`` and ``do_begin``), because any
+  connection event turns on SQLAlchemy's event dispatch for every statement and unit. The
+  ``BEGIN`` goes to the driver connection, not through ``exec_driver_sql`` (a whole statement
+  execution per unit); a failure is wrapped by SQLAlchemy like any statement's, so a locked
+  database is still an outage (503).
 * ``Database.read`` and ``Database.core_transaction`` hand out a Core ``Connection``, for
   code that runs Core statements only (the callback's check, the OIDC login start): an ORM
   ``Session`` costs more than the statements such a unit runs. ``Database.transaction``
   keeps the ``Session`` for everything else.
 * :func:`core` gives a unit's hot Core statements the session's ``Connection``:
   ``Session.execute`` adds its own layer to each statement.
-* One ``before_cursor_execute`` listener does the read-only guard and the text-policy
-  backstop (every statement's parameters, docs/security.md); the backstop's common case
-  (ASCII strings in a tuple or dict) is the short way through it.
+* The backstop's common case (ASCII strings in a tuple or dict) is the short way through it.
 * The pool's reset on return already skips its ROLLBACK after a unit that committed or rolled
   back (SQLAlchemy knows the transaction was reset); PostgreSQL keeps ``pool_pre_ping``: one
-  round trip per checkout buys a login that never fails on a connection the server dropped.
+  round trip per checkout buys a request that does not fail on a connection the server
+  dropped while it sat in the pool.
 
 WAL checkpoints run in a background thread (``_Checkpointer``), not inside a login's COMMIT:
 SQLite's automatic checkpoint copies the WAL into the database file and fsyncs it as part of
@@ -48,6 +51,9 @@ from contextlib import contextmanager
 from typing import Any
 
 from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy.dialects.postgresql.psycopg import PGDialect_psycopg
+from sqlalchemy.dialects.sqlite.pysqlite import SQLiteDialect_pysqlite
+from sqlalchemy.engine.default import DefaultDialect
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError, SQLAlchemyError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.orm import Session, sessionmaker
@@ -113,7 +119,69 @@ def core(db: Session | Connection) -> Connection:
     return db if isinstance(db, Connection) else db.connection()
 
 
+def _guard(statement: str, context: Any) -> None:
+    """The read-only unit's guard (see :meth:`Database.read`)."""
+    if (context is not None and context.execution_options.get(READ_ONLY)
+            and statement.lstrip()[:6].upper() not in ("SELECT", "BEGIN")):
+        raise ReadOnlyViolation(f"a read-only unit may only read: {statement.lstrip()[:40]!r}")
+
+
+class _Guarded(DefaultDialect):
+    """The statement checks, in the dialect's own ``do_execute`` family, which every
+    statement SQLAlchemy sends goes through (single, executemany, insertmanyvalues batches,
+    no parameters): the read-only guard, and the text-policy backstop on every statement's
+    parameters (docs/security.md). As an engine event listener they cost more than the
+    checks: any connection event turns on SQLAlchemy's event path (before/after execute,
+    before/after cursor execute, begin, commit, rollback dispatch) for every statement and
+    unit (bench/db_units_bench.py: ~7 % of an in-process login)."""
+
+    # methods only (no slots, no state): the engine's dialect instance takes this class (make_engine)
+    __slots__ = ()
+    supports_statement_cache = True
+
+    def do_execute(self, cursor: Any, statement: str, parameters: Any, context: Any = None) -> None:
+        _guard(statement, context)
+        check_statement_parameters(parameters)
+        super().do_execute(cursor, statement, parameters, context)  # type: ignore[no-untyped-call]
+
+    def do_executemany(self, cursor: Any, statement: str, parameters: Any, context: Any = None) -> None:
+        _guard(statement, context)
+        for params in parameters:
+            check_statement_parameters(params)
+        super().do_executemany(cursor, statement, parameters, context)  # type: ignore[no-untyped-call]
+
+    def do_execute_no_params(self, cursor: Any, statement: str, context: Any = None) -> None:
+        _guard(statement, context)
+        super().do_execute_no_params(cursor, statement, context)  # type: ignore[no-untyped-call]
+
+
+class _SQLite(_Guarded, SQLiteDialect_pysqlite):
+    __slots__ = ()
+    #: SQLAlchemy reads it from each dialect class's own namespace: without it, no statement cache
+    supports_statement_cache = True
+
+    def do_begin(self, dbapi_connection: Any) -> None:
+        # Writers serialise at BEGIN instead of failing on lock upgrade mid-transaction; a
+        # read-only unit takes a snapshot and no lock (Database.read marks its connection).
+        # Sent on the driver connection: through exec_driver_sql it cost a whole statement
+        # execution per unit. A failure is wrapped by SQLAlchemy like any statement's
+        # ("database is locked" stays an outage: 503).
+        read_only = dbapi_connection.info.get(READ_ONLY)
+        dbapi_connection.driver_connection.execute("BEGIN" if read_only else "BEGIN IMMEDIATE")
+
+
+class _PostgreSQL(_Guarded, PGDialect_psycopg):
+    __slots__ = ()
+    supports_statement_cache = True
+
+
+#: the dialects Transom runs on, and the same with the checks built in
+_GUARDED_DIALECTS: dict[type[Any], type[Any]] = {SQLiteDialect_pysqlite: _SQLite, PGDialect_psycopg: _PostgreSQL}
+
+
 def _parameter_backstop(engine: Engine) -> None:
+    """Another driver: the same checks as engine events (slower, same guarantees)."""
+
     @event.listens_for(engine, "before_cursor_execute")
     def _check(conn: Any, _cursor: Any, statement: str, parameters: Any, _context: Any,
                executemany: bool) -> None:
@@ -122,10 +190,22 @@ def _parameter_backstop(engine: Engine) -> None:
         for params in parameters if executemany else (parameters,):
             check_statement_parameters(params)
 
+    if engine.dialect.name == "sqlite":
+
+        @event.listens_for(engine, "begin")
+        def _sqlite_begin(conn: Any) -> None:
+            conn.exec_driver_sql("BEGIN" if conn.get_execution_options().get(READ_ONLY) else "BEGIN IMMEDIATE")
+
 
 def make_engine(url: str, **kwargs: Any) -> Engine:
     engine = _make_engine(url, **kwargs)
-    _parameter_backstop(engine)
+    guarded = _GUARDED_DIALECTS.get(type(engine.dialect))
+    if guarded is not None:
+        # the engine's own dialect instance, given the subclass with the checks (its state,
+        # set up by create_engine, is kept: the subclasses add methods only)
+        engine.dialect.__class__ = guarded
+    else:
+        _parameter_backstop(engine)
     return engine
 
 
@@ -138,7 +218,7 @@ def _make_engine(url: str, **kwargs: Any) -> Engine:
         @event.listens_for(engine, "connect")
         def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
             # Let SQLAlchemy, not pysqlite, decide when transactions begin, so that
-            # BEGIN IMMEDIATE below takes the write lock up front.
+            # BEGIN IMMEDIATE (_SQLite.do_begin) takes the write lock up front.
             dbapi_conn.isolation_level = None
             cur = dbapi_conn.cursor()
             cur.execute("PRAGMA journal_mode=WAL")
@@ -147,18 +227,6 @@ def _make_engine(url: str, **kwargs: Any) -> Engine:
             cur.execute("PRAGMA busy_timeout=30000")
             cur.execute(f"PRAGMA wal_autocheckpoint={AUTO_CHECKPOINT_PAGES}")
             cur.close()
-
-        @event.listens_for(engine, "begin")
-        def _sqlite_begin(conn: Any) -> None:
-            # Writers serialise at BEGIN instead of failing on lock upgrade mid-transaction;
-            # a read-only unit takes a snapshot and no lock (Database.read). Sent on the
-            # driver connection: through exec_driver_sql it cost a whole statement execution
-            # (context, events, result) per unit, 4 % of an OIDC login.
-            statement = "BEGIN" if conn.get_execution_options().get(READ_ONLY) else "BEGIN IMMEDIATE"
-            try:
-                conn.connection.driver_connection.execute(statement)
-            except sqlite3.Error as exc:  # as exec_driver_sql would raise it: "locked" is an outage (503)
-                raise DBAPIError.instance(statement, (), exc, sqlite3.Error) from exc
 
         return engine
     return create_engine(url, pool_pre_ping=True, **kwargs)
@@ -252,12 +320,17 @@ class Database:
         do not block the writer, nor it them). A statement other than a ``SELECT`` in it
         raises :class:`ReadOnlyViolation`."""
         with self.engine.connect() as conn:
-            conn.execution_options(**{READ_ONLY: True})
-            conn.begin()
+            conn.execution_options(**{READ_ONLY: True})  # the statements' guard
+            marks = conn.connection.info  # the DBAPI connection's: SQLite's do_begin reads it
+            marks[READ_ONLY] = True
             try:
-                yield conn
+                conn.begin()
+                try:
+                    yield conn
+                finally:
+                    conn.rollback()
             finally:
-                conn.rollback()
+                marks.pop(READ_ONLY, None)
 
     def dispose(self) -> None:
         if self.checkpointer is not None:
