@@ -34,8 +34,8 @@ Send = Callable[[TestClient], httpx.Response]
 
 
 class Site:
-    def __init__(self, runtime: Runtime, oidc: FakeOidcIdp, saml: FakeSamlIdp, token: str) -> None:
-        self.runtime, self.oidc, self.saml, self.token = runtime, oidc, saml, token
+    def __init__(self, runtime: Runtime, oidc: FakeOidcIdp, saml: FakeSamlIdp, token: str, other_token: str) -> None:
+        self.runtime, self.oidc, self.saml, self.token, self.other_token = runtime, oidc, saml, token, other_token
 
 
 @pytest.fixture
@@ -46,7 +46,9 @@ def site(make_runtime: Any) -> Site:
     with runtime.db.transaction() as db:
         acme = directory.create_account(db, name="acme")
         token = directory.create_token(db, account=acme, permissions=["manage-users"], name="entra-app")
-    return Site(runtime, oidc, saml, token)
+        globex = directory.create_account(db, name="globex")
+        other = directory.create_token(db, account=globex, permissions=["manage-users"], name="globex-app")
+    return Site(runtime, oidc, saml, token, other)
 
 
 @pytest.fixture
@@ -158,6 +160,45 @@ def test_scim_create_is_the_same_through_the_lane(site: Site, clients: tuple[Tes
     assert taken[0] == taken[1] and taken[0]["status"] == 409
 
 
+def _shape(response: httpx.Response) -> tuple[Any, ...]:
+    """Status, content type, header names and the body's keys: what does not depend on ids."""
+    body = response.json() if response.content else None
+    return (response.status_code, response.headers.get("content-type"), sorted(response.headers),
+            sorted(body) if isinstance(body, dict) else body)
+
+
+def test_scim_users_are_the_same_through_the_lane(site: Site, clients: tuple[TestClient, TestClient]) -> None:
+    answers = []
+    for n, client in enumerate(clients):
+        name = f"grace{n}@acme.example"
+        created = client.post("/api/scim/Users", json=new_user(name), headers=auth(site.token)).json()
+        user = f"{SCIM}/Users/{created['id']}"
+        etag = client.get(user, headers=auth(site.token)).headers["etag"]
+        patch = {"schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+                 "Operations": [{"op": "replace", "path": "active", "value": False}]}
+        search = {"schemas": ["urn:ietf:params:scim:api:messages:2.0:SearchRequest"],
+                  "filter": f'userName eq "{name}"'}
+        answers.append([_shape(r) for r in (
+            client.get(f"{SCIM}/Users", params={"filter": f'userName eq "{name}"'}, headers=auth(site.token)),
+            client.get(f"{SCIM}/users", params={"filter": "userName eq"}, headers=auth(site.token)),
+            client.get(user, headers=auth(site.token)),
+            client.get(user, headers={**auth(site.token), "If-None-Match": etag}),
+            client.get(user.replace("/Users/", "/users/"), headers=auth(site.token)),
+            client.get(f"{SCIM}/Users/nobody", headers=auth(site.token)),
+            client.get(user, headers=auth(site.other_token)),
+            client.get(user),
+            client.post(f"{SCIM}/Users/.search", json=search, headers=auth(site.token)),
+            client.patch(user, json=patch, headers={**auth(site.token), "If-Match": 'W/"nope"'}),
+            client.patch(user, json=patch, headers=auth(site.token)),
+            client.put(user, json=new_user(name, active=True), headers=auth(site.token)),
+            client.put(user, content=b"[]", headers=auth(site.token)),
+            client.delete(user, headers=auth(site.token)),
+            client.delete(user, headers=auth(site.token)),
+        )])
+    assert answers[0] == answers[1]
+    assert [a[0] for a in answers[0]] == [200, 400, 200, 304, 200, 404, 404, 401, 200, 412, 200, 200, 400, 204, 404]
+
+
 @pytest.mark.parametrize("form_post", [False, True])
 def test_oidc_login_is_the_same_through_the_lane(form_post: bool, site: Site,
                                                  clients: tuple[TestClient, TestClient]) -> None:
@@ -191,6 +232,7 @@ def test_the_lane_skips_dependency_solving(site: Site, clients: tuple[TestClient
                attributes=generic_attributes())
     lane.post(f"{SCIM}/Users", json=new_user("bob@acme.example"), headers=auth(site.token))
     lane.post("/api/scim/users", json=new_user("eve@acme.example"), headers=auth(site.token))
+    lane.get(f"{SCIM}/Users", params={"filter": 'userName eq "eve@acme.example"'}, headers=auth(site.token))
     assert solved == []
     lane.get("/api/accounts/saml/acme-saml/metadata")  # not a lane route
     oidc_login(routed, site.oidc, "acme-entra", claims=entra_claims())

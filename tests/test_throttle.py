@@ -7,6 +7,7 @@ workers here, on SQLite and on PostgreSQL alike)."""
 from __future__ import annotations
 
 import logging
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -186,3 +187,28 @@ def test_concurrent_leases_of_one_worker_are_merged_not_lost(make_runtime: Any) 
                               range(400)))
         assert codes == [200] * 400
         assert client.get(f"{SCIM}/Users", headers=auth(tenants.token)).status_code == 429
+
+
+def test_threads_that_miss_the_lease_at_once_are_not_refused_below_the_limit(
+        make_runtime: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Ten pool threads that find no lease at the same moment each count a whole block in the
+    table (ten blocks of 12 against a limit of 100): the ones whose block came after the limit
+    was spent are served from what the others were granted, not refused, and the window still
+    serves exactly the limit."""
+    runtime: Runtime = make_runtime()
+    limit = throttle.Limit(100, HOUR)
+    threads = 10
+    together = threading.Barrier(threads)
+    real_hit = throttle.hit
+
+    def hit_together(*args: Any, **kwargs: Any) -> throttle.Count:
+        together.wait(timeout=30)
+        return real_hit(*args, **kwargs)
+
+    monkeypatch.setattr(throttle, "hit", hit_together)
+    with ThreadPoolExecutor(threads) as pool:
+        first = list(pool.map(lambda _: throttle._api_hit(runtime.db, "key", limit)[0], range(threads)))
+    monkeypatch.setattr(throttle, "hit", real_hit)
+    assert first == [True] * threads
+    rest = [throttle._api_hit(runtime.db, "key", limit)[0] for _ in range(limit.hits)]
+    assert rest.count(True) == limit.hits - threads and rest[-1] is False

@@ -205,10 +205,6 @@ async def create_user(request: Request) -> Response:
     return await _handle(request, work, with_body=True)
 
 
-#: the endpoints web/fastlane.py calls directly (they take the request and nothing else)
-DIRECT: dict[Callable[..., Any], Direct] = {create_user: create_user}
-
-
 async def get_user(request: Request) -> Response:
     user_id = request.path_params["user_id"]
 
@@ -258,6 +254,14 @@ async def delete_user(request: Request) -> Response:
         return Response(status_code=204)
 
     return await _handle(request, work)
+
+
+#: the endpoints web/fastlane.py calls directly (they take the request and nothing else): the
+#: Users endpoints an IdP's provisioning cycle calls (list with a filter, create, read,
+#: replace, patch, delete, search)
+DIRECT: dict[Callable[..., Any], Direct] = {
+    endpoint: endpoint for endpoint in (list_users, search_users, create_user, get_user, replace_user, patch_user,
+                                        delete_user)}
 
 
 # -- Groups (not provisioned) -----------------------------------------------------------

@@ -1,4 +1,4 @@
-"""A direct lane for the hot endpoints (login start, OIDC callback, SAML ACS, SCIM create).
+"""A direct lane for the hot endpoints (login start, OIDC callback, SAML ACS, SCIM Users).
 
 FastAPI's per-request work for a route is mostly generic: matching the path against every
 route in turn, solving the dependency graph (the input policy, the runtime, the parameters),
@@ -59,7 +59,7 @@ def lane_routes(app: FastAPI, direct: Mapping[Callable[..., Any], Direct]) -> li
     a route registered before it could shadow: the lane must only take requests the router
     would have given to that endpoint."""
     flat = _flatten(app.router.routes)
-    found: list[LaneRoute] = []
+    found: list[tuple[int, LaneRoute]] = []
     for endpoint, call in direct.items():
         routes = [r for r in flat if isinstance(r, APIRoute) and r.endpoint is endpoint]
         if not routes:
@@ -71,9 +71,10 @@ def lane_routes(app: FastAPI, direct: Mapping[Callable[..., Any], Direct]) -> li
             for method in sorted(route.methods or ()):
                 if any(_overlaps(other, route, method) for other in before):
                     raise RuntimeError(f"fast lane: {method} {route.path} is shadowed by an earlier route")
-                found.append(LaneRoute(method=method, path=route.path, regex=route.path_regex, call=call,
-                                       static=not route.param_convertors))
-    return found
+                found.append((len(before), LaneRoute(method=method, path=route.path, regex=route.path_regex,
+                                                     call=call, static=not route.param_convertors)))
+    # the router's order: of two lane routes that both match, the one registered first wins
+    return [lane for _, lane in sorted(found, key=lambda pair: pair[0])]
 
 
 def _flatten(routes: list[Any]) -> list[Any]:
@@ -115,7 +116,10 @@ class FastLane:
     def __init__(self, app: ASGIApp, *, fastapi: FastAPI, routes: list[LaneRoute]) -> None:
         self.app = app
         self.fastapi = fastapi
-        self.static: dict[tuple[str, str], LaneRoute] = {(r.method, r.path): r for r in routes if r.static}
+        self.static: dict[tuple[str, str], LaneRoute] = {}
+        for route in routes:
+            if route.static:
+                self.static.setdefault((route.method, route.path), route)  # the first registered wins
         self.patterns = [r for r in routes if not r.static]
         # the app's handlers as FastAPI's stack splits them: 500/Exception stay outermost
         handlers: dict[Any, ExceptionHandler] = {
