@@ -39,6 +39,11 @@ class UnsafeText(BadRequest):
 
 def violation(value: str, *, identifier: bool) -> tuple[str, str] | None:
     """``(reason, code point)`` of the first character the rule refuses, else ``None``."""
+    # Every character either rule refuses (C0 controls, DEL, surrogates) is non-printable, so
+    # a printable string passes both without the two regex scans: str.isprintable is one C
+    # loop, ~3x cheaper on a 40 KB SAMLResponse form field (docs/performance.md).
+    if value.isprintable():
+        return None
     surrogate = _SURROGATE.search(value)
     if surrogate:
         return REASON_SURROGATE, f"U+{ord(surrogate.group()):04X}"
