@@ -49,7 +49,8 @@ def parse_acs_form(body: bytes, content_type: str) -> AcsForm:
 
 def decode_saml_response(value: str) -> tuple[bytes, str]:
     """Strict base64 (line breaks and blanks tolerated: some IdPs wrap lines). Returns the
-    XML and the cleaned base64 text (what python3-saml is handed)."""
+    XML and the cleaned base64 text (which python3-saml's lenient decoder would turn into the
+    same bytes: the verify step hands the library the bytes, saml/library_response.py)."""
     raw = value.encode("ascii", errors="replace").translate(None, _BASE64_BLANKS)
     try:
         xml = base64.b64decode(raw, validate=True)

@@ -4,9 +4,9 @@ attributes read without the per-value detours (issue 13: one decode and one pars
 ``OneLogin_Saml2_Response(settings, b64)`` base64-decodes the posted text and parses it with
 ``OneLogin_Saml2_XML.to_etree``, which ``precheck_document`` has just done on the same bytes:
 
-* the bytes are the same: ``decode_saml_response`` decodes strictly (``validate=True``) the
-  text it hands the library, and the library's lenient ``b64decode`` of text that passed the
-  strict check gives the same bytes;
+* the bytes are the same: ``decode_saml_response`` decodes the posted text strictly
+  (``validate=True``, blanks removed first), and the library's lenient ``b64decode`` of text
+  that passed the strict check gives the same bytes;
 * the parse is the same: ``precheck_document`` calls the very function the library calls,
   ``OneLogin_Saml2_XML.to_etree`` (python3-saml's hardened, thread-local parser: no DTD, no
   entities, no network, comments and processing instructions removed);
