@@ -1,4 +1,5 @@
-"""SQLite engine set-up: WAL checkpoints happen in the background, not inside commits."""
+"""The engine and its units: WAL checkpoints happen in the background, not inside commits; the
+statement checks (read-only guard, text-policy backstop) on every execution path."""
 
 from __future__ import annotations
 
@@ -8,8 +9,10 @@ from pathlib import Path
 from typing import cast
 
 import pytest
-from sqlalchemy import Table, insert, select, text
+from sqlalchemy import Table, event, insert, select, text
+from sqlalchemy.dialects.sqlite.pysqlite import SQLiteDialect_pysqlite
 
+import transom.db as db_module
 from transom.db import AUTO_CHECKPOINT_PAGES, Database, ReadOnlyViolation
 from transom.migrate import upgrade
 from transom.models import Account
@@ -118,5 +121,28 @@ def test_the_guarded_dialect_keeps_the_statement_cache(database_url: str) -> Non
             conn.execute(statement).all()
             stats = conn.execute(statement).context._get_cache_stats()
         assert stats.startswith("cached"), stats
+    finally:
+        database.dispose()
+
+
+def test_another_driver_gets_the_same_checks_as_engine_events(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A dialect Transom has no subclass for keeps the guard, the backstop and SQLite's
+    BEGIN IMMEDIATE, as engine event listeners."""
+    monkeypatch.setattr(db_module, "_GUARDED_DIALECTS", {})
+    database = Database(f"sqlite:///{tmp_path / 'o.db'}")
+    ran: list[str] = []
+    try:
+        assert type(database.engine.dialect) is SQLiteDialect_pysqlite
+        upgrade(database.engine)
+        with pytest.raises(UnsafeText), database.transaction() as db:
+            db.execute(insert(cast(Table, Account.__table__)), _accounts(1, "nul\x00"))
+        with pytest.raises(ReadOnlyViolation), database.read() as conn:
+            conn.exec_driver_sql("DELETE FROM accounts")
+        event.listen(database.engine, "before_cursor_execute", lambda *args: ran.append(args[2]))
+        with database.transaction() as db:
+            db.execute(text("SELECT 1"))
+        with database.read() as conn:
+            conn.execute(text("SELECT 1"))
+        assert [s for s in ran if s.startswith("BEGIN")] == ["BEGIN IMMEDIATE", "BEGIN"]
     finally:
         database.dispose()
