@@ -27,6 +27,9 @@ _SURROGATE = re.compile(r"[\ud800-\udfff]")
 _TEXT_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f]")
 _IDENTIFIER_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
+#: form and JSON fields that name someone or something: the identifier rule applies to their values
+IDENTIFIER_FIELDS = frozenset({"email", "account", "name", "idp_identifier", "user_name", "username"})
+
 REASON_SURROGATE = "lone_surrogate"
 REASON_NUL = "nul_character"
 REASON_CONTROL = "control_character"

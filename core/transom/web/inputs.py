@@ -1,6 +1,7 @@
 """The input policy (transom.textpolicy) for every route: path and query parameters, form
 fields and JSON bodies, checked before the endpoint runs. SCIM bodies are checked by the
-SCIM router after its own strict parse (scim/body.py), so they are not parsed twice."""
+SCIM router after its own strict parse (scim/body.py), and the SAML ACS form by its own
+strict parse (saml/form.py, ``parse_form``), so neither is parsed twice."""
 
 from __future__ import annotations
 
@@ -9,10 +10,15 @@ import json
 
 from fastapi import Request
 
-from transom.textpolicy import check, check_json
+from transom.textpolicy import IDENTIFIER_FIELDS, check, check_json
 
-#: form and JSON fields that name someone or something: the identifier rule
-IDENTIFIER_FIELDS = frozenset({"email", "account", "name", "idp_identifier", "user_name", "username"})
+#: the SAML ACS path up to the connector id
+ACS_PREFIX = "/api/accounts/saml/"
+
+
+def _is_acs(path: str) -> bool:
+    """``/api/accounts/saml/{connector_id}/acs``: its body is parsed and checked by saml.parse_acs_form."""
+    return path.startswith(ACS_PREFIX) and path.endswith("/acs") and path.count("/") == 5
 
 
 async def check_request_text(request: Request) -> None:
@@ -26,7 +32,7 @@ async def check_request_text(request: Request) -> None:
     if not is_form and "json" not in ctype:
         return  # no body this policy reads (the URL is not even built: a GET's hot path)
     path = request.url.path
-    if path.startswith("/api/scim"):
+    if path.startswith("/api/scim") or _is_acs(path):
         return
     if is_form:
         # cache the raw body, so an endpoint that reads the stream still can (SAML ACS); when
