@@ -42,9 +42,8 @@ def start_login(connector_id: str, request: Request, runtime: RuntimeDep, next: 
     binding = browser_binding(request, response, runtime)
     fresh = binding != request.cookies.get(BINDING_COOKIE)  # minted now: no other states to trim
     if connector.protocol == "saml":
-        with runtime.db.transaction() as db:
-            target = start_saml_login(runtime, db, connector=connector, next_path=next_path, binding=binding,
-                                      fresh_binding=fresh)
+        target = start_saml_login(runtime, connector=connector, next_path=next_path, binding=binding,
+                                  fresh_binding=fresh)
     else:
         target = start_oidc_login(runtime, connector, next_path=next_path, binding=binding, fresh_binding=fresh)
     response.headers["location"] = target
