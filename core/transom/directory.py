@@ -475,23 +475,34 @@ def authenticate_token(session: Session, *, token: str, permission: str) -> ApiT
     return row
 
 
-#: built once: building the statement cost as much as running it
+_TOKENS = cast(Table, ApiToken.__table__)
+#: built once, in Core (no ORM Account or ApiToken is loaded): SCIM runs it on every request
 _TOKEN_WITH_ACCOUNT = (
-    select(ApiToken.id, ApiToken.name, ApiToken.permissions, ApiToken.last_used_at, Account)
-    .join(Account, Account.id == ApiToken.account_id)
-    .where(ApiToken.token_hash == bindparam("digest"))
+    select(_TOKENS.c.id, _TOKENS.c.name, _TOKENS.c.permissions, _TOKENS.c.last_used_at,
+           _ACCOUNTS.c.id.label("account_id"), _ACCOUNTS.c.name.label("account_name"))
+    .select_from(_TOKENS.join(_ACCOUNTS, _ACCOUNTS.c.id == _TOKENS.c.account_id))
+    .where(_TOKENS.c.token_hash == bindparam("digest"))
 )
 
 
-def authenticate_account_token(session: Session, *, token: str, permission: str) -> tuple[str, Account]:
-    """``authenticate_token`` and the token's account in one query (SCIM runs it on every
+@dataclass(frozen=True)
+class TokenAccount:
+    """The account an API token belongs to, as the SCIM request needs it (its id scopes every
+    statement; its name is in messages and the SCIM location)."""
+
+    id: str
+    name: str
+
+
+def authenticate_account_token(session: Session, *, token: str, permission: str) -> tuple[str, TokenAccount]:
+    """``authenticate_token`` and the token's account in one Core query (SCIM runs it on every
     request): the token's name and its account. A token whose account is gone is invalid."""
-    row = session.execute(_TOKEN_WITH_ACCOUNT, {"digest": token_digest(token.strip())}).first()
+    row = core(session).execute(_TOKEN_WITH_ACCOUNT, {"digest": token_digest(token.strip())}).first()
     if row is None:
         raise Unauthorized("invalid API token")
     _check_permission(row.permissions, permission)
     touch(session, token_id=row.id, last_used_at=row.last_used_at)
-    return row.name, row.Account
+    return row.name, TokenAccount(id=row.account_id, name=row.account_name)
 
 
 def _check_permission(permissions: str, wanted: str) -> None:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import zoneinfo
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any, Protocol, cast
 
 from sqlalchemy import Table, bindparam, delete, func, select, update
 from sqlalchemy.exc import IntegrityError
@@ -27,7 +27,6 @@ from transom.models import (
     USER_ACTIVE,
     USER_DEPROVISIONED,
     USER_PENDING,
-    Account,
     AuditEvent,
     GroupMembership,
     Role,
@@ -54,9 +53,21 @@ _INSERT_USER = _USERS.insert().values(account_role_id=select(Role.id).where(
 ).returning(_USERS.c.account_role_id)
 
 
+class AccountRef(Protocol):
+    """What a SCIM caller's account is used for: its id scopes every statement, its name is in
+    messages. The token check hands a Core row's ``TokenAccount``; the admin service an ORM
+    ``Account``."""
+
+    @property
+    def id(self) -> str: ...
+
+    @property
+    def name(self) -> str: ...
+
+
 @dataclass(frozen=True)
 class Caller:
-    account: Account
+    account: AccountRef
     actor: str  # "scim:<token name>"
 
 
