@@ -19,11 +19,12 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, cast
 
-from sqlalchemy import Table, bindparam, delete, insert, select, update
+from sqlalchemy import Table, bindparam, delete, insert, literal_column, select, union_all, update
 from sqlalchemy.orm import Session
 
 from transom import audit
 from transom.connector import Claims, Connector, ProvisioningSettings
+from transom.db import core
 from transom.directory import SPACE_MEMBER, LoginUser, name_key
 from transom.models import (
     ROLE_SCOPE_ACCOUNT,
@@ -251,13 +252,18 @@ _SPACES = cast(Table, Space.__table__)
 _ROLES = cast(Table, Role.__table__)
 _MEMBERS = cast(Table, SpaceMembership.__table__)
 # Built once, like groups.py's: constructing a statement cost more than SQLite takes to run it.
-#: the spaces the attributes name (index: the spaces' unique key (account_id, name_key))
-_NAMED_SPACES = select(_SPACES.c.name, _SPACES.c.id).where(
-    _SPACES.c.account_id == bindparam("account_id"), _SPACES.c.name_key.in_(bindparam("keys", expanding=True))
-)
 #: every role of the account (a handful)
 _ACCOUNT_ROLES = select(_ROLES.c.scope, _ROLES.c.name, _ROLES.c.id).where(
     _ROLES.c.account_id == bindparam("account_id")
+)
+#: the spaces the attributes name (index: the spaces' unique key (account_id, name_key)) and
+#: the account's roles in ONE read (one statement fewer per login): a space row has the
+#: scope '' (no role has it: the roles' CHECK allows 'account' and 'space' only)
+_SPACES_AND_ROLES = union_all(
+    select(literal_column("''").label("scope"), _SPACES.c.name, _SPACES.c.id).where(
+        _SPACES.c.account_id == bindparam("account_id"), _SPACES.c.name_key.in_(bindparam("keys", expanding=True))
+    ),
+    _ACCOUNT_ROLES,
 )
 #: the user's space memberships with the space's name (role names come from the roles read above)
 _CURRENT_SPACES = (
@@ -288,11 +294,14 @@ def plan_login(db: Session, *, account_id: str, connector: Connector, claims: Cl
     wanted = {name_key(v) for v in split_values(claims.space_names) if v}
     if settings.default_space:
         wanted.add(name_key(settings.default_space))
-    space_rows = db.execute(_NAMED_SPACES, {"account_id": account_id, "keys": list(wanted)}).all() if wanted else []
-    space_ids: dict[str, str] = {name: sid for name, sid in space_rows}
-    role_ids: dict[tuple[str, str], str] = {
-        (scope, name): rid for scope, name, rid in db.execute(_ACCOUNT_ROLES, {"account_id": account_id}).all()
-    }
+    # Core statements on the session's Connection: nothing the session holds can change these
+    # rows (a login creates users and identities, never spaces or roles), so no autoflush
+    if wanted:
+        rows = core(db).execute(_SPACES_AND_ROLES, {"account_id": account_id, "keys": list(wanted)}).all()
+    else:
+        rows = core(db).execute(_ACCOUNT_ROLES, {"account_id": account_id}).all()
+    space_ids: dict[str, str] = {name: rid for scope, name, rid in rows if scope == ""}
+    role_ids: dict[tuple[str, str], str] = {(scope, name): rid for scope, name, rid in rows if scope != ""}
     plan = plan_space_roles(
         space_values=claims.space_names,
         role_values=claims.space_roles,
