@@ -6,6 +6,7 @@
 * ``library_attributes``: ``get_attributes()`` without the per-value detours;
 * ``xpath_cache``: ``OneLogin_Saml2_XML.query`` through compiled XPath objects;
 * ``time_parse``: ``parse_SAML_to_time`` by arithmetic on the common form;
+* ``key_cache``: the IdP certificate loaded into an xmlsec key once per thread, not per check;
 * ``login_activity._bounded``: short strings in lists taken as they are.
 
 Each is compared with the stock function on documents of every shape the attack tests
@@ -27,9 +28,11 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+import xmlsec
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from lxml import etree
+from onelogin.saml2 import utils as onelogin_utils
 from onelogin.saml2.response import OneLogin_Saml2_Response
 from onelogin.saml2.settings import OneLogin_Saml2_Settings
 from onelogin.saml2.utils import OneLogin_Saml2_Utils
@@ -39,7 +42,7 @@ from test_saml_attacks import XSW, name_id_of
 
 from transom import login_activity, saml
 from transom.errors import TransomError
-from transom.saml import xpath_cache
+from transom.saml import key_cache, xpath_cache
 from transom.saml.library_response import library_attributes, library_response
 from transom.saml.time_parse import parse_saml_time
 from transom.testing.keys import SigningKey
@@ -58,10 +61,11 @@ SLOW = settings(max_examples=200, deadline=None, derandomize=True, database=None
 # -- the documents -------------------------------------------------------------------------
 
 
-def _library_settings(idp: FakeSamlIdp, *, allow_repeat: bool = False) -> OneLogin_Saml2_Settings:
+def _library_settings(idp: FakeSamlIdp, *, allow_repeat: bool = False,
+                      certificates: tuple[str, ...] | None = None) -> OneLogin_Saml2_Settings:
     sp = saml.SpEndpoints(entity_id=SP_ID, acs_url=ACS, metadata_url=SP_ID)
     resolved = saml.ResolvedIdp(entity_id=idp.entity_id, sso_url=idp.sso_url,
-                                certificates=(idp.key.certificate_pem,), allow_idp_initiated=True,
+                                certificates=certificates or (idp.key.certificate_pem,), allow_idp_initiated=True,
                                 want_messages_signed=False, name_id_format=None)
     data = saml.settings_dict(sp, resolved, name_id_format=None)
     data["security"]["allowRepeatAttributeName"] = allow_repeat
@@ -171,15 +175,18 @@ def corpus(idp: FakeSamlIdp) -> dict[str, bytes]:
 
 @contextmanager
 def stock_library() -> Iterator[None]:
-    """python3-saml as shipped: no XPath or time patch (the schema cache has its own test)."""
+    """python3-saml as shipped: no XPath, time or key patch (the schema cache has its own test)."""
     query, parse_time = OneLogin_Saml2_XML.query, OneLogin_Saml2_Utils.parse_SAML_to_time
+    view = onelogin_utils.xmlsec  # type: ignore[attr-defined]
     OneLogin_Saml2_XML.query = staticmethod(saml.STOCK_QUERY)
     OneLogin_Saml2_Utils.parse_SAML_to_time = staticmethod(saml.STOCK_PARSE_SAML_TO_TIME)
+    onelogin_utils.xmlsec = key_cache.STOCK_XMLSEC  # type: ignore[attr-defined]
     try:
         yield
     finally:
         OneLogin_Saml2_XML.query = query
         OneLogin_Saml2_Utils.parse_SAML_to_time = parse_time
+        onelogin_utils.xmlsec = view  # type: ignore[attr-defined]
 
 
 def _outcome(call: Callable[[], Any]) -> tuple[str, Any]:
@@ -251,8 +258,10 @@ def test_library_response_takes_the_encrypted_branch_as_the_constructor_does(
 
 
 def test_the_patched_library_path_answers_as_the_stock_library(idp: FakeSamlIdp, corpus: dict[str, bytes]) -> None:
-    """One parse + cached XPath + fast times + library_attributes against python3-saml as
-    shipped, on every document: the same verdict, error, NameID, attributes and tree."""
+    """One parse + cached XPath + fast times + cached keys + library_attributes against
+    python3-saml as shipped, on every document: the same verdict, error, NameID, attributes
+    and tree. The cached key of the IdP's certificate checks every document in turn, good
+    and forged alike."""
     settings_ = _library_settings(idp)
     accepted = 0
     for name, xml in corpus.items():
@@ -279,12 +288,122 @@ def test_the_copied_library_sources_are_the_reviewed_ones() -> None:
         "OneLogin_Saml2_XML.query": (saml.STOCK_QUERY, "79a3cc93b5511c8ddfc03802b09f2883"),
         "OneLogin_Saml2_Utils.parse_SAML_to_time": (saml.STOCK_PARSE_SAML_TO_TIME,
                                                     "c5d361fd63c31084ac6670be9ad09ef4"),
+        # key_cache: the functions that load a certificate only hand the key to xmlsec, which copies it
+        "OneLogin_Saml2_Utils.validate_node_sign": (OneLogin_Saml2_Utils.validate_node_sign,
+                                                  "6e9fc3b62a59d8e8eafc8a888687e06b"),
+        "OneLogin_Saml2_Utils.validate_binary_sign": (OneLogin_Saml2_Utils.validate_binary_sign,
+                                                  "fdf4b47ad3829905672212515cb7ee33"),
+        "OneLogin_Saml2_Utils.generate_name_id": (OneLogin_Saml2_Utils.generate_name_id,
+                                                  "97f42189fbe72e83a74dab2503f002dc"),
     }
     for name, (function, digest) in pinned.items():
         source = inspect.getsource(function)
         assert hashlib.sha256(source.encode()).hexdigest()[:32] == digest, name
     assert GlobalParserTLS.parser_config == {"resolve_entities": False, "remove_comments": True, "no_network": True,
                                              "remove_pis": True, "huge_tree": False}
+
+
+def test_every_key_python3_saml_loads_is_a_reviewed_call() -> None:
+    """key_cache hands out a loaded certificate again: every ``Key.from_memory`` call in
+    python3-saml must be one that passes the key straight to xmlsec (which copies it). A new
+    call, or one that keeps or changes the key, must be reviewed before the cache stays."""
+    source = inspect.getsource(onelogin_utils)
+    calls = [line.strip() for line in source.splitlines() if "Key.from_memory(" in line]
+    assert calls == [
+        "manager.add_key(xmlsec.Key.from_memory(cert, xmlsec.KeyFormat.CERT_PEM, None))",
+        "manager.add_key(xmlsec.Key.from_memory(key, xmlsec.KeyFormat.PEM, None))",
+        "sign_key = xmlsec.Key.from_memory(key, xmlsec.KeyFormat.PEM, None)",
+        "dsig_ctx.key = xmlsec.Key.from_memory(cert, xmlsec.KeyFormat.CERT_PEM, None)",
+        "dsig_ctx.key = xmlsec.Key.from_memory(key, xmlsec.KeyFormat.PEM, None)",
+        "dsig_ctx.key = xmlsec.Key.from_memory(cert, xmlsec.KeyFormat.CERT_PEM, None)",
+    ]
+    assert source.count("import xmlsec") == 1 and "from xmlsec" not in source
+
+
+# -- the key cache -------------------------------------------------------------------------
+
+
+def test_cached_keys_answer_as_fresh_keys_with_several_certificates(idp: FakeSamlIdp,
+                                                                     corpus: dict[str, bytes]) -> None:
+    """Rollover: the IdP's certificate after or before another one (python3-saml tries each);
+    with the cached keys the same verdict on every document as python3-saml as shipped."""
+    other = SigningKey.generate("Rollover").certificate_pem
+    for certificates in ((other, idp.key.certificate_pem), (idp.key.certificate_pem, other), (other,)):
+        settings_ = _library_settings(idp, certificates=certificates)
+        for name, xml in corpus.items():
+            if name == "encrypted assertion":
+                continue
+            with stock_library():
+                stock = _observe(OneLogin_Saml2_Response(settings_, base64.b64encode(xml).decode("ascii")))
+            assert _observe(_patched_response(settings_, xml)) == stock, (name, len(certificates))
+
+
+def test_a_cached_key_keeps_no_verdict(idp: FakeSamlIdp, corpus: dict[str, bytes]) -> None:
+    """The same cached key checks a good, a forged and a good signature in turn: xmlsec
+    verifies with a copy each time, so nothing of one check reaches the next."""
+    certificate = OneLogin_Saml2_Utils.format_cert(idp.key.certificate_pem)
+    assert onelogin_utils.xmlsec is key_cache.XMLSEC_VIEW  # type: ignore[attr-defined]
+    key = onelogin_utils.xmlsec.Key.from_memory(certificate, xmlsec.KeyFormat.CERT_PEM, None)  # type: ignore[attr-defined]
+    verdicts = []
+    for name in ("good", "edited after signing", "other key", "good", "comment in NameID", "good"):
+        root = OneLogin_Saml2_XML.to_etree(corpus[name])
+        xmlsec.tree.add_ids(root, ["ID"])
+        signature = root.find(f"{SAML}Assertion/{DS}Signature")
+        verdicts.append(OneLogin_Saml2_Utils.validate_node_sign(signature, root, certificate))
+        assert key_cache.cached_from_memory(certificate, xmlsec.KeyFormat.CERT_PEM) is key
+    assert verdicts == [True, False, False, True, True, True]
+
+
+def test_the_key_cache_is_per_thread_bounded_and_only_for_certificates(
+        idp: FakeSamlIdp, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(key_cache._local, "keys", {})  # this thread's cache, emptied for the count below
+    certificate = idp.key.certificate_pem
+    cert_pem = xmlsec.KeyFormat.CERT_PEM
+    mine = key_cache.cached_from_memory(certificate, cert_pem, None)
+    assert isinstance(mine, xmlsec.Key)
+    assert key_cache.cached_from_memory(certificate, cert_pem) is mine
+    as_bytes = key_cache.cached_from_memory(certificate.encode(), cert_pem)
+    assert as_bytes is not mine and key_cache.cached_from_memory(certificate.encode(), cert_pem) is as_bytes
+    theirs: list[Any] = []
+    thread = threading.Thread(target=lambda: theirs.append(key_cache.cached_from_memory(certificate, cert_pem)))
+    thread.start()
+    thread.join()
+    assert isinstance(theirs[0], xmlsec.Key) and theirs[0] is not mine
+    # a private key (signing), a password, or a certificate that does not load: the stock
+    # loader every time, with its own answer or error
+    private = SigningKey.generate("Private").private_key_pem
+    first = key_cache.cached_from_memory(private, xmlsec.KeyFormat.PEM, None)
+    assert isinstance(first, xmlsec.Key) and key_cache.cached_from_memory(private, xmlsec.KeyFormat.PEM) is not first
+    assert key_cache.cached_from_memory(certificate, cert_pem, "pw") is not mine
+    for broken in ("", "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n", 5):
+        stock = _outcome(lambda broken=broken: key_cache.STOCK_FROM_MEMORY(broken, cert_pem, None))  # type: ignore[misc]
+        assert stock[0] == "error"
+        assert _outcome(lambda broken=broken: key_cache.cached_from_memory(broken, cert_pem)) == stock  # type: ignore[misc]
+        assert _outcome(lambda broken=broken: key_cache.cached_from_memory(broken, cert_pem)) == stock  # type: ignore[misc]
+    assert len(key_cache._local.keys) == 2
+    # full: emptied, then the new certificate cached
+    monkeypatch.setattr(key_cache, "MAX_CACHED_PER_THREAD", 2)
+    other = SigningKey.generate("Other").certificate_pem
+    fresh = key_cache.cached_from_memory(other, cert_pem)
+    assert key_cache._local.keys == {(str, other): fresh}
+    assert key_cache.cached_from_memory(certificate, cert_pem) is not mine
+
+
+def test_the_xmlsec_view_is_the_real_module_but_for_key_loading(monkeypatch: pytest.MonkeyPatch) -> None:
+    view = key_cache.XMLSEC_VIEW
+    assert onelogin_utils.xmlsec is view  # type: ignore[attr-defined]
+    for name in ("SignatureContext", "KeysManager", "KeyFormat", "KeyData", "KeyDataType", "Transform", "tree",
+                 "template", "enable_debug_trace", "Error", "EncryptionContext", "EncryptionType", "constants"):
+        assert getattr(view, name) is getattr(xmlsec, name), name
+    assert view.Key.from_memory is key_cache.cached_from_memory  # type: ignore[attr-defined]
+    assert view.Key.from_file == xmlsec.Key.from_file  # type: ignore[attr-defined]
+    assert xmlsec.Key.from_memory == key_cache.STOCK_FROM_MEMORY  # the real module is untouched
+    saml.install_key_cache()
+    assert onelogin_utils.xmlsec is view  # type: ignore[attr-defined]
+    # applied once per process: a later install does not touch the module again
+    monkeypatch.setattr(onelogin_utils, "xmlsec", key_cache.STOCK_XMLSEC)
+    saml.install_key_cache()
+    assert onelogin_utils.xmlsec is key_cache.STOCK_XMLSEC  # type: ignore[attr-defined]
 
 
 # -- library_attributes --------------------------------------------------------------------

@@ -23,8 +23,8 @@ request's Host headers. Decisions are written down in ``docs/saml.md``.
 
 Modules, one job each: ``endpoints`` (SP URLs), ``metadata`` (the IdP side, metadata
 cache), ``certificates`` (PEM, expiry warnings), ``settings`` (python3-saml settings, SP
-metadata), ``schema_cache`` (the XSD cache patch), ``xpath_cache`` and ``time_parse`` (the
-compiled-XPath and SAML-time patches of python3-saml), ``request`` (starting a login),
+metadata), ``schema_cache`` (the XSD cache patch), ``xpath_cache``, ``time_parse`` and ``key_cache`` (the
+compiled-XPath, SAML-time and loaded-key patches of python3-saml), ``request`` (starting a login),
 ``form`` (the ACS form, base64), ``precheck`` (before xmlsec), ``library_response``
 (python3-saml's response object over that parse, its attributes read cheaply),
 ``response`` (the response checks),
@@ -32,11 +32,12 @@ compiled-XPath and SAML-time patches of python3-saml), ``request`` (starting a l
 pipeline).
 """
 
-# The python3-saml patches (schema_cache, xpath_cache, time_parse) apply themselves when
+# The python3-saml patches (schema_cache, xpath_cache, time_parse, key_cache) apply themselves when
 # imported below: any import of transom.saml.* runs this file first, so no check runs
 # without them.
 from transom.saml.endpoints import ACS_PATH, METADATA_PATH, SpEndpoints, saml_connector, sp_endpoints
 from transom.saml.form import MAX_ACS_BODY_BYTES, MAX_RELAY_STATE_CHARS, AcsForm, decode_saml_response, parse_acs_form
+from transom.saml.key_cache import STOCK_FROM_MEMORY, install_key_cache
 from transom.saml.metadata import MAX_METADATA_BYTES, ResolvedIdp, metadata_cache, resolve_idp
 from transom.saml.precheck import precheck_document
 from transom.saml.replay import check_response
@@ -54,6 +55,7 @@ __all__ = [
     "MAX_METADATA_BYTES",
     "MAX_RELAY_STATE_CHARS",
     "METADATA_PATH",
+    "STOCK_FROM_MEMORY",
     "STOCK_PARSE_SAML_TO_TIME",
     "STOCK_QUERY",
     "STOCK_VALIDATE_XML",
@@ -63,6 +65,7 @@ __all__ = [
     "VerifiedResponse",
     "check_response",
     "decode_saml_response",
+    "install_key_cache",
     "install_schema_cache",
     "install_time_parse",
     "install_xpath_cache",
