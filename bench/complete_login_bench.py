@@ -76,21 +76,27 @@ def seed(runtime: Runtime) -> VerifiedLogin:
     return verified_login(runtime, runtime.connector("okta"), payload, facts=FACTS, next_path="/")
 
 
+def fresh_runtime(database_url: str | None) -> tuple[Runtime, VerifiedLogin]:
+    """This process pinned to one core, a runtime on a fresh database (a new SQLite file, or
+    PostgreSQL's public schema dropped and re-created) and the seeded account's login."""
+    if hasattr(os, "sched_setaffinity"):
+        os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
+    url = database_url or f"sqlite:///{tempfile.mkdtemp()}/bench.db"
+    runtime = build_runtime(url, [CONNECTOR])
+    if url.startswith("postgresql"):
+        with runtime.db.engine.begin() as conn:
+            conn.execute(text("DROP SCHEMA public CASCADE; CREATE SCHEMA public"))
+    upgrade(runtime.db.engine)
+    return runtime, seed(runtime)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--database-url", default=None)
     parser.add_argument("--logins", type=int, default=2000)
     parser.add_argument("--warmup", type=int, default=300)
     args = parser.parse_args()
-    if hasattr(os, "sched_setaffinity"):
-        os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
-    url = args.database_url or f"sqlite:///{tempfile.mkdtemp()}/bench.db"
-    runtime = build_runtime(url, [CONNECTOR])
-    if url.startswith("postgresql"):
-        with runtime.db.engine.begin() as conn:
-            conn.execute(text("DROP SCHEMA public CASCADE; CREATE SCHEMA public"))
-    upgrade(runtime.db.engine)
-    verified = seed(runtime)
+    runtime, verified = fresh_runtime(args.database_url)
     first = complete_login(runtime, verified)
     assert first.created, "the first login creates the user"
     for _ in range(args.warmup):
@@ -115,7 +121,7 @@ def main() -> None:
         per_login[sum(counter.verbs.values())] += 1
     shape = " ".join(f"{k}={n}" for k, n in sorted(counter.verbs.items()))
     counts = ", ".join(f"{n} ({c}x)" for n, c in sorted(per_login.items()))
-    print(f"{url.split(':', 1)[0]}: returning user, {GROUPS} mapped groups, {args.logins} logins "
+    print(f"{runtime.db.url.split(':', 1)[0]}: returning user, {GROUPS} mapped groups, {args.logins} logins "
           f"after {args.warmup} warm-up")
     print(f"cpu median {statistics.median(cpu):.3f} ms  p95 {p95(cpu):.3f} ms | wall median "
           f"{statistics.median(wall):.3f} ms | statements/login {counts} [{shape}]")

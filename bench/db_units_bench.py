@@ -22,23 +22,20 @@ import itertools
 import os
 import secrets
 import statistics
-import tempfile
 import time
 from collections import Counter
 from typing import Any
 
-from complete_login_bench import CONNECTOR, StatementCounter, seed
-from sqlalchemy import event, text
+from complete_login_bench import StatementCounter, fresh_runtime
+from sqlalchemy import event
 from timing import p95
 
 import transom.oidc.start as oidc_start
 from transom.login import complete_login
 from transom.loginstate import login_state_mark
-from transom.migrate import upgrade
 from transom.oidc.verify import CallbackParams, _check_state
 from transom.runtime import Runtime
 from transom.singleuse import SingleUse
-from transom.testing.host import build_runtime
 
 UNITS = ("start", "check", "login")
 
@@ -89,15 +86,7 @@ def main() -> None:
                         "cookie kept, so each start trims its older states); default: a new browser per login, "
                         "as bench/login_bench.py")
     args = parser.parse_args()
-    if hasattr(os, "sched_setaffinity"):
-        os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
-    url = args.database_url or f"sqlite:///{tempfile.mkdtemp()}/bench.db"
-    runtime = build_runtime(url, [CONNECTOR])
-    if url.startswith("postgresql"):
-        with runtime.db.engine.begin() as conn:
-            conn.execute(text("DROP SCHEMA public CASCADE; CREATE SCHEMA public"))
-    upgrade(runtime.db.engine)
-    verified = seed(runtime)
+    runtime, verified = fresh_runtime(args.database_url)
     assert complete_login(runtime, verified).created, "the first login creates the user"
     provider = oidc_start.resolve(runtime.http, runtime.discovery, runtime.plugins.oidc_provider(verified.connector))
     oidc_start.resolve = lambda *_args, **_kw: provider  # type: ignore[assignment]
@@ -116,7 +105,7 @@ def main() -> None:
         one_login(runtime, verified, None, same_browser=args.same_browser)
     counter.active = False
     per = counted
-    print(f"{url.split(':', 1)[0]}: OIDC-shaped login (start, check, login), returning user, "
+    print(f"{runtime.db.url.split(':', 1)[0]}: OIDC-shaped login (start, check, login), returning user, "
           f"{'one browser' if args.same_browser else 'a new browser per login'}, {args.logins} logins "
           f"after {args.warmup} warm-up; load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     print("  ".join(f"{unit} {statistics.median(v):.3f}/{p95(v):.3f}" for unit, v in timings.items())
