@@ -153,7 +153,7 @@ def inspect_saml_response(runtime: Runtime, connector: Connector, saml_response:
         verified = saml.verify_saml_response(runtime, connector, saml_response)
     except TransomError as exc:
         report.update(status=UNVERIFIED, detail=f"a login would refuse this response: {_refusal(exc)}")
-        xml, _cleaned = saml.decode_saml_response(saml_response)
+        xml = saml.decode_saml_response(saml_response)
         return report, unverified_saml_payload(saml.precheck_document(xml)), None
     report.update(
         status=VERIFIED,

@@ -65,10 +65,10 @@ def parse_form(text: str) -> dict[str, list[str]]:
     return fields
 
 
-def decode_saml_response(value: str) -> tuple[bytes, str]:
+def decode_saml_response(value: str) -> bytes:
     """Strict base64 (line breaks and blanks tolerated: some IdPs wrap lines). Returns the
-    XML and the cleaned base64 text (which python3-saml's lenient decoder would turn into the
-    same bytes: the verify step hands the library the bytes, saml/library_response.py)."""
+    XML: the verify step hands python3-saml these bytes, not the text to decode again
+    (saml/library_response.py)."""
     raw = value.encode("ascii", errors="replace").translate(None, _BASE64_BLANKS)
     try:
         xml = base64.b64decode(raw, validate=True)
@@ -76,4 +76,4 @@ def decode_saml_response(value: str) -> tuple[bytes, str]:
         raise BadRequest("the SAML response is not valid base64", reason="saml.base64") from exc
     if not xml:
         raise BadRequest("the SAML response is empty", reason="saml.base64")
-    return xml, raw.decode("ascii")
+    return xml

@@ -87,7 +87,7 @@ def verify_saml_response(runtime: Runtime, connector: Connector, saml_response: 
     idp = resolve_idp(runtime, connector)
     settings = library_settings(runtime, connector, idp)
     sp = sp_endpoints(runtime, connector.id)
-    xml, _cleaned = decode_saml_response(saml_response)
+    xml = decode_saml_response(saml_response)
     root = precheck_document(xml)
     # The library's checks and ours after it map their failures the same way: a validation
     # error is a refusal with a hint, anything else the parser raises is a 400. None of them
