@@ -7,21 +7,31 @@ with a signed assertion. Runs once with python3-saml's stock ``validate_xml`` (r
 XSD set per call) and once with Transom's schema cache (performance-notes §2). Prints median
 and p95 per validation and validations per second on one core.
 
+With ``--peer`` it also measures the stock python3-saml peer's validation of the same two
+documents (``bench/saml_peer_validate.py``, in a process that never imports Transom) next to
+Transom's whole ``verify_saml_response``, both as CPU time per call: the protocol work alone,
+without HTTP or database, on both sides.
+
 With ``--logins N`` it also runs N whole SP-initiated logins through the real app
 (``TestClient``: start route, ACS, replay cache, login state, user upsert, session) on a
 SQLite file and prints their median/p95.
 
     python bench/saml_verify_bench.py
     python bench/saml_verify_bench.py --runs 3000 --logins 300
+    python bench/saml_verify_bench.py --peer
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 from onelogin.saml2.xml_utils import OneLogin_Saml2_XML
@@ -29,6 +39,7 @@ from timing import measure, p95
 
 from transom import saml
 from transom.config import parse_config
+from transom.connector import Connector
 from transom.runtime import Runtime
 from transom.testing.saml import FakeSamlIdp, encode
 
@@ -46,6 +57,8 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--runs", type=int, default=1500)
     parser.add_argument("--logins", type=int, default=0)
+    parser.add_argument("--peer", action="store_true",
+                        help="also the stock python3-saml peer's validation, CPU per call, in its own process")
     args = parser.parse_args()
 
     idp = FakeSamlIdp()
@@ -78,9 +91,36 @@ def main() -> None:
             report(f"verify {name} ({label})", measure(
                 lambda body=body: saml.verify_saml_response(runtime, connector, body), args.runs))
     OneLogin_Saml2_XML.validate_xml = cached_validate_xml  # type: ignore[method-assign]
+    if args.peer:
+        compare_with_peer(runtime, connector, idp, {"small": small, "200 groups": large}, args.runs)
     if args.logins:
         bench_logins(runtime, idp, attributes, args.logins)
     runtime.close()
+
+
+def cpu_median(fn: Callable[[], object], runs: int) -> float:
+    samples = []
+    for _ in range(runs):
+        started = time.process_time()
+        fn()
+        samples.append(time.process_time() - started)
+    return statistics.median(samples)
+
+
+def compare_with_peer(runtime: Runtime, connector: Connector, idp: FakeSamlIdp, documents: dict[str, str],
+                      runs: int) -> None:
+    """CPU per validation: Transom's ``verify_saml_response`` here, the peer's in a clean process."""
+    sp = saml.sp_endpoints(runtime, connector.id)
+    spec = {"runs": runs, "cert": idp.key.certificate_pem, "idp_entity_id": idp.entity_id,
+            "sp_entity_id": sp.entity_id, "acs_url": sp.acs_url, "documents": documents}
+    answer = subprocess.run([sys.executable, str(Path(__file__).with_name("saml_peer_validate.py"))],
+                            input=json.dumps(spec), capture_output=True, text=True, check=True)
+    peer = json.loads(answer.stdout)
+    assert peer.pop("transom_imported") is False, "the peer's process imported Transom"
+    for name, document in documents.items():
+        ours = cpu_median(lambda document=document: saml.verify_saml_response(runtime, connector, document), runs)
+        print(f"cpu per validation, {name:<10}  Transom {ours * 1e3:6.3f} ms   stock python3-saml peer "
+              f"{peer[name] * 1e3:6.3f} ms   Transom / peer {ours / peer[name]:5.2f}")
 
 
 def bench_logins(runtime: Runtime, idp: FakeSamlIdp, attributes: dict[str, list[str]], count: int) -> None:
