@@ -1,15 +1,20 @@
 """One write transaction per SSO callback (issue 13), and the single-use marks stay single use.
 
-A callback checks its marks (the OIDC login state; SAML's replay row and the login state
-named by InResponseTo) read-only and spends them as the first statements of the login's one
-transaction (transom.singleuse). Pinned here: a successful OIDC callback and SAML ACS commit
-once (and on SQLite begin one ``BEGIN IMMEDIATE``); after anything fails past the check the
-marks are spent anyway; two callbacks that both passed the check cannot both spend them;
-a groups overage looked up through Graph is never reached with a replayed assertion.
+An OIDC callback checks its login state read-only before the code exchange; a SAML ACS
+checks its marks (the replay row and the login state named by InResponseTo) inside the
+login's one transaction; both spend them as that transaction's first statements
+(transom.singleuse). Pinned here: a successful OIDC callback and SAML ACS commit once (and
+on SQLite begin one ``BEGIN IMMEDIATE``), and a SAML ACS uses one database unit in all;
+every refusal by SAML's check answers as before and writes nothing of the login; after
+anything fails past the check the marks are spent anyway; two callbacks that both passed
+the check cannot both spend them; a groups overage looked up through Graph is never
+reached with a replayed or refused assertion.
 """
 
 from __future__ import annotations
 
+import logging
+import re
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -28,13 +33,16 @@ from saml_support import build as build_saml
 from saml_support import counts as saml_counts
 from saml_support import entra_connector as entra_saml_connector
 from sqlalchemy import Engine, delete, event, select, text, update
+from sqlalchemy.orm import Session
 
+import transom.login
+import transom.saml.replay
 from transom import directory
 from transom.db import ReadOnlyViolation
 from transom.errors import LoginRefused
 from transom.login import complete_login
 from transom.loginstate import BINDING_COOKIE, PendingState, check_login_state, login_state_mark
-from transom.models import USER_DEPROVISIONED, Account, LoginState, User
+from transom.models import USER_DEPROVISIONED, Account, LoginState, User, utcnow
 from transom.oidc.verify import read_callback_params, verify_oidc
 from transom.runtime import Runtime
 from transom.saml.form import AcsForm
@@ -54,6 +62,7 @@ from transom_azure_ad import graph
 class Writes:
     commits: int = 0
     immediate: int = 0  # SQLite: BEGIN IMMEDIATE (the writer lock)
+    checkouts: int = 0  # connections taken from the pool: one per database unit
     statements: list[str] = field(default_factory=list)
 
 
@@ -76,26 +85,26 @@ def counted(engine: Engine) -> Iterator[Writes]:
             writes.immediate += 1
 
     def on_checkout(dbapi_conn: Any, _record: Any, _proxy: Any) -> None:
-        dbapi_conn.set_trace_callback(on_sql)
-        traced.append(dbapi_conn)
+        writes.checkouts += 1
+        if on_sqlite:
+            dbapi_conn.set_trace_callback(on_sql)
+            traced.append(dbapi_conn)
 
     def on_statement(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
         on_sql(statement)
 
     event.listen(engine, "commit", on_commit)
-    if on_sqlite:
-        event.listen(engine, "checkout", on_checkout)
-    else:
+    event.listen(engine, "checkout", on_checkout)
+    if not on_sqlite:
         event.listen(engine, "before_cursor_execute", on_statement)
     try:
         yield writes
     finally:
         event.remove(engine, "commit", on_commit)
-        if on_sqlite:
-            event.remove(engine, "checkout", on_checkout)
-            for dbapi_conn in traced:
-                dbapi_conn.set_trace_callback(None)
-        else:
+        event.remove(engine, "checkout", on_checkout)
+        for dbapi_conn in traced:
+            dbapi_conn.set_trace_callback(None)
+        if not on_sqlite:
             event.remove(engine, "before_cursor_execute", on_statement)
 
 
@@ -107,7 +116,30 @@ def assert_one_write(runtime: Runtime, writes: Writes) -> None:
     assert writes.commits == 1, writes.statements
     if sqlite(runtime):
         assert writes.immediate == 1, writes.statements
+
+
+def assert_oidc_units(runtime: Runtime, writes: Writes) -> None:
+    """One write, and before it the state's read-only unit (kept: it refuses an unknown
+    state before the code exchange goes to the IdP)."""
+    assert_one_write(runtime, writes)
+    if sqlite(runtime):
         assert "BEGIN" in [s.strip().upper() for s in writes.statements]  # the check's read unit
+
+
+def assert_one_unit(runtime: Runtime, writes: Writes) -> None:
+    """One write and nothing else: the ACS checks its marks inside the login's transaction."""
+    assert_one_write(runtime, writes)
+    assert writes.checkouts == 1, writes.statements
+    if sqlite(runtime):
+        assert "BEGIN" not in [s.strip().upper() for s in writes.statements]  # no read unit
+
+
+_WRITE = re.compile(r'^\s*(?:INSERT\s+INTO|DELETE\s+FROM|UPDATE)\s+"?(\w+)', re.IGNORECASE)
+
+
+def written_tables(writes: Writes) -> set[str]:
+    """The tables the block's statements wrote to (or tried to: rolled back ones included)."""
+    return {m.group(1).lower() for s in writes.statements if (m := _WRITE.match(s))}
 
 
 # -- OIDC --------------------------------------------------------------------------------------
@@ -121,7 +153,7 @@ def test_successful_oidc_callback_writes_once(make_runtime: Any) -> None:
             params = fake.authorize(start_login(client, "acme-okta"), okta_claims())
             with counted(runtime.db.engine) as writes:
                 assert finish_login(client, params).status_code == 303
-            assert_one_write(runtime, writes)
+            assert_oidc_units(runtime, writes)
     assert oidc_counts(runtime)["login_states"] == 0
 
 
@@ -260,7 +292,7 @@ def test_successful_saml_acs_writes_once(saml_runtime: tuple[Runtime, FakeSamlId
             encoded = _signed(idp, start_saml(client, "acme-saml"))
             with counted(runtime.db.engine) as writes:
                 assert post_response(client, "acme-saml", encoded).status_code == 303
-            assert_one_write(runtime, writes)
+            assert_one_unit(runtime, writes)
     left = saml_counts(runtime)
     assert (left["assertions_seen"], left["login_states"]) == (2, 0)
 
@@ -298,6 +330,9 @@ def test_saml_plugin_refusal_spends_nothing(saml_runtime: tuple[Runtime, FakeSam
 
 
 def test_two_acs_posts_checked_before_either_spent_sign_in_once(saml_runtime: tuple[Runtime, FakeSamlIdp]) -> None:
+    """Both posts verified before either login runs; the marks are checked and spent by
+    each login's transaction, so the second finds the first's replay row (the interleaving
+    where both check before either commits: test_two_login_transactions_racing_...)."""
     runtime, idp = saml_runtime
     with client_for(runtime) as client:
         form = AcsForm(saml_response=_signed(idp, start_saml(client, "acme-saml")), relay_state=None)
@@ -309,6 +344,224 @@ def test_two_acs_posts_checked_before_either_spent_sign_in_once(saml_runtime: tu
     with pytest.raises(LoginRefused) as refused:
         complete_login(runtime, second)
     assert refused.value.reason == "saml.replay"
+    left = saml_counts(runtime)
+    assert (left["users"], left["sessions"], left["assertions_seen"], left["login_states"]) == (1, 1, 1, 0)
+
+
+# -- SAML: the check inside the login's transaction refuses as the read-only check did ----------
+
+STATE_REFUSAL = {
+    "detail": "this sign-in link has expired or was already used; start the sign-in again",
+    "hint": "the login state was unknown, reused, expired or started in another browser",
+    "reason": "login.state",
+}
+REPLAY_REFUSAL = {
+    "detail": "this sign-in response was already used; start the sign-in again",
+    "hint": "the same SAML assertion was posted twice (replay)",
+    "reason": "saml.replay",
+}
+
+
+def assert_refused_writing_nothing(
+    runtime: Runtime, client: Any, connector_id: str, encoded: str, expected: dict[str, str],
+    caplog: pytest.LogCaptureFixture, *, log_detail: str | None = None,
+) -> None:
+    """The post is refused as the read-only check refused it (status, body, the one refusal
+    line) and writes nothing but the login-activity row of the refusal: the login
+    transaction that made the check is rolled back before any write, and nothing of the
+    response is spent after it."""
+    before = saml_counts(runtime)
+    caplog.clear()
+    with counted(runtime.db.engine) as writes, caplog.at_level(logging.INFO, logger="transom.refusal"):
+        response = post_response(client, connector_id, encoded)
+    assert response.status_code == 400, response.text
+    body = response.json()
+    assert {key: body.get(key) for key in expected} == expected, body
+    lines = [r.getMessage() for r in caplog.records if r.name == "transom.refusal"]
+    assert len(lines) == 1 and f"code={expected['reason']}" in lines[0], lines
+    if log_detail is not None:
+        assert log_detail in lines[0], lines
+    assert written_tables(writes) == {"login_attempts"}, writes.statements
+    assert writes.commits == 1, writes.statements  # the login-activity row's own transaction
+    assert saml_counts(runtime) == before
+
+
+def test_replayed_assertion_is_refused_by_the_check_writing_nothing(
+    saml_runtime: tuple[Runtime, FakeSamlIdp], caplog: pytest.LogCaptureFixture
+) -> None:
+    runtime, idp = saml_runtime
+    with client_for(runtime) as client:
+        encoded = _signed(idp, start_saml(client, "acme-saml"))
+        assert post_response(client, "acme-saml", encoded).status_code == 303
+        assert_refused_writing_nothing(runtime, client, "acme-saml", encoded, REPLAY_REFUSAL, caplog,
+                                       log_detail="layer=lookup")
+        with client_for(runtime) as stranger:  # from another browser: the same answer
+            assert_refused_writing_nothing(runtime, stranger, "acme-saml", encoded, REPLAY_REFUSAL, caplog,
+                                           log_detail="layer=lookup")
+    left = saml_counts(runtime)
+    assert (left["users"], left["sessions"], left["assertions_seen"], left["login_states"]) == (1, 1, 1, 0)
+
+
+def test_unknown_in_response_to_is_refused_writing_nothing(
+    saml_runtime: tuple[Runtime, FakeSamlIdp], caplog: pytest.LogCaptureFixture
+) -> None:
+    runtime, idp = saml_runtime
+    with client_for(runtime) as client:
+        request = start_saml(client, "acme-saml")
+        encoded = encode(idp.signed_response(acs_url=request.acs_url or "", audience=request.issuer,
+                                             in_response_to="ONELOGIN_0000not0a0request0we0sent",
+                                             name_id="ada-persistent-id", attributes=generic_attributes()))
+        assert_refused_writing_nothing(runtime, client, "acme-saml", encoded, STATE_REFUSAL, caplog)
+        # the pending request is untouched: its own response still signs in
+        assert post_response(client, "acme-saml", _signed(idp, request)).status_code == 303
+    assert saml_counts(runtime)["users"] == 1
+
+
+def test_expired_in_response_to_is_refused_writing_nothing(
+    saml_runtime: tuple[Runtime, FakeSamlIdp], caplog: pytest.LogCaptureFixture
+) -> None:
+    runtime, idp = saml_runtime
+    with client_for(runtime) as client:
+        encoded = _signed(idp, start_saml(client, "acme-saml"))
+        with runtime.db.transaction() as db:
+            db.execute(update(LoginState).values(expires_at=utcnow()))
+        assert_refused_writing_nothing(runtime, client, "acme-saml", encoded, STATE_REFUSAL, caplog)
+    left = saml_counts(runtime)
+    assert (left["users"], left["assertions_seen"], left["login_states"]) == (0, 0, 1)
+
+
+def test_in_response_to_of_another_connector_is_refused_writing_nothing(
+    make_runtime: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    idp, other_idp = FakeSamlIdp(), FakeSamlIdp(entity_id="https://other-idp.example.test/saml/metadata")
+    runtime = build_saml(make_runtime, [generic_connector(idp), generic_connector(other_idp, "acme-saml-2")])
+    with client_for(runtime) as client:
+        mine, theirs = start_saml(client, "acme-saml"), start_saml(client, "acme-saml-2")
+        # signed for acme-saml, naming the request acme-saml-2 sent (same account, same browser)
+        encoded = encode(idp.signed_response(acs_url=mine.acs_url or "", audience=mine.issuer,
+                                             in_response_to=theirs.id, name_id="ada-persistent-id",
+                                             attributes=generic_attributes()))
+        assert_refused_writing_nothing(runtime, client, "acme-saml", encoded, STATE_REFUSAL, caplog)
+        assert post_response(client, "acme-saml-2", _signed(other_idp, theirs)).status_code == 303
+        assert post_response(client, "acme-saml", _signed(idp, mine)).status_code == 303
+
+
+def test_response_from_another_browser_is_refused_writing_nothing(
+    saml_runtime: tuple[Runtime, FakeSamlIdp], caplog: pytest.LogCaptureFixture
+) -> None:
+    """The binding cookie does not match the request's: refused, and the request stays
+    usable by the browser that started it (another browser cannot burn someone's login),
+    which then lands on the path the request carried: the check's next_path."""
+    runtime, idp = saml_runtime
+    with client_for(runtime) as client:
+        encoded = _signed(idp, start_saml(client, "acme-saml", next_path="/reports?tab=2"))
+        with client_for(runtime) as stranger:
+            assert_refused_writing_nothing(runtime, stranger, "acme-saml", encoded, STATE_REFUSAL, caplog)
+        with client_for(runtime) as stranger:  # no binding cookie at all
+            stranger.cookies.clear()
+            assert_refused_writing_nothing(runtime, stranger, "acme-saml", encoded, STATE_REFUSAL, caplog)
+        response = post_response(client, "acme-saml", encoded)
+        assert response.status_code == 303 and response.headers["location"].endswith("/reports?tab=2")
+    left = saml_counts(runtime)
+    assert (left["users"], left["sessions"], left["assertions_seen"], left["login_states"]) == (1, 1, 1, 0)
+
+
+def test_the_replay_is_checked_before_the_request(
+    saml_runtime: tuple[Runtime, FakeSamlIdp], caplog: pytest.LogCaptureFixture
+) -> None:
+    """Where both would refuse (a replayed response posted from another browser whose
+    request was spent with it), the replay answers, as with the read-only check."""
+    runtime, idp = saml_runtime
+    with client_for(runtime) as client:
+        encoded = _signed(idp, start_saml(client, "acme-saml"))
+        assert post_response(client, "acme-saml", encoded).status_code == 303
+    with client_for(runtime) as stranger:
+        assert_refused_writing_nothing(runtime, stranger, "acme-saml", encoded, REPLAY_REFUSAL, caplog,
+                                       log_detail="layer=lookup")
+
+
+def test_a_failure_before_the_login_transaction_still_spends_the_response(
+    saml_runtime: tuple[Runtime, FakeSamlIdp], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A failure (a bug) after verification but before the transaction that checks and
+    spends the marks: the response is checked in the failure's own transaction and spent
+    there, unless that check refuses it (then nothing is spent)."""
+    runtime, idp = saml_runtime
+    with client_for(runtime) as client:
+        form = AcsForm(saml_response=_signed(idp, start_saml(client, "acme-saml")), relay_state=None)
+        binding = client.cookies.get(BINDING_COOKIE)
+    connector = runtime.connector("acme-saml")
+
+    def broken(*_args: Any, **_kwargs: Any) -> Any:
+        raise RuntimeError("a bug in group resolution")
+
+    monkeypatch.setattr(transom.login, "resolve_groups", broken)
+    foreign = verify_saml(runtime, connector, form, binding="another-browser")
+    with pytest.raises(RuntimeError):
+        complete_login(runtime, foreign)
+    left = saml_counts(runtime)
+    assert (left["assertions_seen"], left["login_states"]) == (0, 1)  # the check refused: nothing spent
+    with pytest.raises(RuntimeError):
+        complete_login(runtime, verify_saml(runtime, connector, form, binding=binding))
+    left = saml_counts(runtime)
+    assert (left["users"], left["assertions_seen"], left["login_states"]) == (0, 1, 0)
+    monkeypatch.undo()
+    with pytest.raises(LoginRefused) as refused:
+        complete_login(runtime, verify_saml(runtime, connector, form, binding=binding))
+    assert refused.value.reason == "saml.replay"
+
+
+def test_two_login_transactions_racing_one_assertion_sign_in_once(
+    saml_runtime: tuple[Runtime, FakeSamlIdp], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """PostgreSQL: the second post's check runs while the first post's transaction has
+    spent the marks but not committed, so its lookup misses and its state is still there;
+    only the replay row's primary key can stop it. (On SQLite the writer lock, taken at
+    ``BEGIN IMMEDIATE``, serialises the two transactions: the lookup refuses the second.)"""
+    runtime, idp = saml_runtime
+    if sqlite(runtime):
+        pytest.skip("SQLite serialises login transactions at BEGIN IMMEDIATE: no interleaving to test")
+    with client_for(runtime) as client:
+        form = AcsForm(saml_response=_signed(idp, start_saml(client, "acme-saml")), relay_state=None)
+        binding = client.cookies.get(BINDING_COOKIE)
+    connector = runtime.connector("acme-saml")
+    first = verify_saml(runtime, connector, form, binding=binding)
+    second = verify_saml(runtime, connector, form, binding=binding)
+    first_spent, second_checked = threading.Event(), threading.Event()
+    login_transaction = transom.login._login_transaction
+    check_login_state_ = transom.saml.replay.check_login_state
+
+    def first_waits(db: Session, **kwargs: Any) -> Any:
+        if threading.current_thread().name == "first":
+            first_spent.set()
+            assert second_checked.wait(30), "the second post never reached its check"
+        return login_transaction(db, **kwargs)
+
+    def second_checks(db: Any, **kwargs: Any) -> Any:
+        if threading.current_thread().name == "second":
+            assert first_spent.wait(30)
+            state = check_login_state_(db, **kwargs)  # the first's DELETE is not committed yet
+            second_checked.set()
+            return state
+        return check_login_state_(db, **kwargs)
+
+    monkeypatch.setattr(transom.login, "_login_transaction", first_waits)
+    monkeypatch.setattr(transom.saml.replay, "check_login_state", second_checks)
+    outcomes: dict[str, str] = {}
+
+    def run(name: str, verified: Any) -> None:
+        try:
+            complete_login(runtime, verified)
+            outcomes[name] = "signed in"
+        except LoginRefused as exc:
+            outcomes[name] = f"{exc.reason} {exc.log_detail}"
+
+    threads = [threading.Thread(target=run, args=(n, v), name=n) for n, v in (("first", first), ("second", second))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert outcomes == {"first": "signed in", "second": "saml.replay layer=primary_key"}
     left = saml_counts(runtime)
     assert (left["users"], left["sessions"], left["assertions_seen"], left["login_states"]) == (1, 1, 1, 0)
 
@@ -367,6 +620,60 @@ def test_overage_lookup_comes_after_the_marks_are_spent(
         complete_login(runtime, second)
     assert refused.value.reason == "saml.replay"
     assert fake_graph.graph_calls == calls and len(seen_at_lookup) == 1  # the replay never reached Graph
+
+
+def test_overage_marks_spent_first_are_not_spent_again_after_a_refusal(
+    entra: tuple[Runtime, FakeSamlIdp, FakeGraph]
+) -> None:
+    """A login refused after its marks were spent before Graph (a deprovisioned user): the
+    marks' statements ran once, in their own transaction; the failure spends nothing again."""
+    runtime, idp, fake_graph = entra
+    overage = entra_attributes(**{GROUPS_LINK: [f"https://graph.windows.net/{TENANT}/users/{OID}/getMemberObjects"]})
+
+    def signed(request: Any) -> str:
+        return encode(idp.signed_response(acs_url=request.acs_url or "", audience=request.issuer,
+                                          in_response_to=request.id, name_id="ada@acme.example",
+                                          attributes=overage))
+
+    with client_for(runtime) as client:
+        assert post_response(client, "acme-entra", signed(start_saml(client, "acme-entra"))).status_code == 303
+        with runtime.db.transaction() as db:
+            db.execute(update(User).values(status=USER_DEPROVISIONED))
+        encoded = signed(start_saml(client, "acme-entra"))
+        calls = fake_graph.graph_calls
+        with counted(runtime.db.engine) as writes:
+            response = post_response(client, "acme-entra", encoded)
+        assert response.status_code == 400 and response.json()["reason"] == "login.deprovisioned"
+    assert fake_graph.graph_calls > calls
+    spends = [s for s in writes.statements if _WRITE.match(s) and re.search(r"saml_assertions_seen|login_states", s)]
+    assert len([s for s in spends if s.lstrip().upper().startswith("INSERT")]) == 1, spends
+    assert len([s for s in spends if "login_states" in s]) == 1, spends
+    left = saml_counts(runtime)
+    assert (left["sessions"], left["assertions_seen"], left["login_states"]) == (1, 2, 0)
+
+
+def test_overage_response_refused_by_the_check_never_reaches_graph(
+    entra: tuple[Runtime, FakeSamlIdp, FakeGraph], caplog: pytest.LogCaptureFixture
+) -> None:
+    """The overage path's own transaction (marks spent before Graph) runs the same check:
+    a response from another browser is refused there, writing nothing and asking Graph
+    nothing; the browser that started the login then signs in, Graph asked once."""
+    runtime, idp, fake_graph = entra
+    overage = entra_attributes(**{GROUPS_LINK: [f"https://graph.windows.net/{TENANT}/users/{OID}/getMemberObjects"]})
+    with client_for(runtime) as client:
+        request = start_saml(client, "acme-entra")
+        encoded = encode(idp.signed_response(acs_url=request.acs_url or "", audience=request.issuer,
+                                             in_response_to=request.id, name_id="ada@acme.example",
+                                             attributes=overage))
+        with client_for(runtime) as stranger:
+            assert_refused_writing_nothing(runtime, stranger, "acme-entra", encoded, STATE_REFUSAL, caplog)
+        assert fake_graph.graph_calls == 0
+        assert post_response(client, "acme-entra", encoded).status_code == 303
+        assert fake_graph.graph_calls >= 1
+        calls = fake_graph.graph_calls
+        assert_refused_writing_nothing(runtime, client, "acme-entra", encoded, REPLAY_REFUSAL, caplog,
+                                       log_detail="layer=lookup")
+        assert fake_graph.graph_calls == calls
 
 
 # -- the marks' statements on their own, racing in two threads -----------------------------------

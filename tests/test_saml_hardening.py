@@ -20,14 +20,14 @@ from lxml import etree
 from onelogin.saml2.utils import OneLogin_Saml2_Utils
 from onelogin.saml2.xml_utils import OneLogin_Saml2_XML
 from saml_support import acs_url, assert_refused, build, counts, generic_attributes, generic_connector, sp_entity_id
-from sqlalchemy import select
+from sqlalchemy import false, select
 from starlette.testclient import TestClient
 
 import transom.saml.library_clock as library_clock_module
 import transom.saml.replay
 from transom.errors import LoginRefused
 from transom.login import complete_login
-from transom.loginstate import BINDING_COOKIE
+from transom.loginstate import BINDING_COOKIE, check_login_state
 from transom.models import SamlAssertionSeen
 from transom.runtime import Runtime
 from transom.saml.form import AcsForm
@@ -381,27 +381,38 @@ def test_unsolicited_relay_state_is_kept_only_when_it_is_a_local_path(
     env: Env, relay_state: str | None, expected: str | None
 ) -> None:
     """The replay step's own rule, without the redirect's safe_next behind it (which would
-    turn any unsafe target into "/" anyway)."""
+    turn any unsafe target into "/" anyway); the check runs in a write transaction, as in
+    the login's, and only reads."""
     verified = VerifiedResponse(assertion_id=f"_a{relay_state!r}", in_response_to=None,
                                 expires_at=datetime.now(UTC) + timedelta(minutes=5), payload={})
-    with env.runtime.db.read() as db:
+    with env.runtime.db.transaction() as db:
         checked = transom.saml.replay.check_response(
             db, connector=env.runtime.connector(env.connector_id), verified=verified, binding=None,
             relay_state=relay_state)
     assert checked.next_path == expected
+    assert counts(env.runtime)["assertions_seen"] == 0
 
 
-def test_replay_racing_past_the_lookup_is_refused_by_the_primary_key(env: Env) -> None:
-    """The second layer on its own: two posts of one response both pass the read-only
-    lookup before either is spent (as when they race), so only the primary key can refuse
-    the second, in its login transaction; nothing of that login is kept."""
+def test_replay_racing_past_the_lookup_is_refused_by_the_primary_key(
+    env: Env, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The second layer on its own: a post whose lookup missed although the same response
+    was spent (as for the second of two posts racing on PostgreSQL, where two login
+    transactions can both look before either inserts: tests/test_login_writes_once.py), so
+    only the primary key can refuse it, in its login transaction; nothing of that login is
+    kept."""
     request = env.start()
     form = AcsForm(saml_response=encode(env.signed(request)), relay_state=None)
     binding = env.client.cookies.get(BINDING_COOKIE)
     connector = env.runtime.connector(env.connector_id)
     first = verify_saml(env.runtime, connector, form, binding=binding)
-    second = verify_saml(env.runtime, connector, form, binding=binding)  # the lookup misses for both
+    second = verify_saml(env.runtime, connector, form, binding=binding)
+    with env.runtime.db.read() as db:  # the request as the second's check saw it, before the first committed
+        pending = check_login_state(db, key=request.id, binding=binding)
     complete_login(env.runtime, first)
+    # The second's check ran before the first committed: its lookup missed, the request was pending.
+    monkeypatch.setattr(transom.saml.replay, "_SEEN", transom.saml.replay._SEEN.where(false()))
+    monkeypatch.setattr(transom.saml.replay, "check_login_state", lambda _db, **_kw: pending)
     with pytest.raises(LoginRefused) as refused:
         complete_login(env.runtime, second)
     assert refused.value.reason == "saml.replay" and refused.value.log_detail == "layer=primary_key"

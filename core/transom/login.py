@@ -6,11 +6,11 @@
 mapped by the verify step), resolves the groups (an overage is looked up through the IdP's
 API, before any transaction opens, so a network call never holds the SQLite write lock),
 then runs ONE transaction that spends the callback's single-use marks (its first
-statements: the login state, SAML's replay row), finds, links or creates the user, applies
-the provisioning rules, syncs groups, writes the audit trail and starts the browser
-session. A callback thus writes once; when anything fails, the marks are spent in a
-transaction of their own, and before an overage lookup they are spent first
-(transom.singleuse).
+statements: the login state, SAML's replay row, for SAML after the check of both), finds,
+links or creates the user, applies the provisioning rules, syncs groups, writes the audit
+trail and starts the browser session. A callback thus writes once; when anything fails, the
+marks are spent in a transaction of their own, and before an overage lookup they are spent
+first (transom.singleuse).
 
 :func:`preview_login` and :func:`preview_unverified` run the very same steps in a
 transaction that is always rolled back (``transom explain``). Only a ``VerifiedLogin`` can
@@ -99,9 +99,10 @@ class ResolvedGroups:
 
 def complete_login(runtime: Runtime, verified: VerifiedLogin) -> LoginResult:
     """Everything after protocol verification, for both protocols: group resolution, then
-    one transaction (the callback's single-use marks, user, provisioning, groups, audit,
-    session). Raises ``LoginRefused`` with a hint; on any refusal nothing of the transaction
-    is kept, and the marks are spent in a transaction of their own (transom.singleuse)."""
+    one transaction (the callback's single-use marks, for SAML checked there first, user,
+    provisioning, groups, audit, session). Raises ``LoginRefused`` with a hint; on any
+    refusal nothing of the transaction is kept, and the marks are spent in a transaction of
+    their own unless the check refused them (transom.singleuse)."""
     single_use = verified.single_use
     if single_use is None:
         return _complete_login(runtime, verified, None)
@@ -119,16 +120,16 @@ def _complete_login(runtime: Runtime, verified: VerifiedLogin, single_use: Singl
     session = _SessionStart(secret=_session_secret(runtime),
                             max_age_seconds=runtime.config.server.session_max_age_seconds)
     kept_notes, kept_warnings = len(trace.notes), len(trace.warnings)
-    # The account the marks were checked in, when this transaction spends them first (one
-    # read fewer); marks spent already (before an overage lookup) prove nothing here.
-    known_account = single_use.account_id if single_use is not None and not single_use.spent else None
     for attempt in range(1, LOGIN_ATTEMPTS + 1):
         # a retried transaction reports only what it did itself (no doubled notes/warnings)
         del trace.notes[kept_notes:], trace.warnings[kept_warnings:]
         try:
             with runtime.db.transaction() as db:
-                if single_use is not None:
-                    single_use.spend(db)  # first: refused when a replay or a concurrent callback spent them
+                # First: refused when a replay or a concurrent callback spent them (SAML: also
+                # when the check the spend runs first refuses, before anything is written). The
+                # account the spent marks are scoped by saves the transaction a read; marks
+                # spent already (before an overage lookup) prove nothing here: None.
+                known_account = single_use.spend(db) if single_use is not None else None
                 changes = login_activity.watch_changes(db)
                 result = _login_transaction(db, connector=connector, claims=claims, groups=groups, trace=trace,
                                             session=session, account_id=known_account)
@@ -148,7 +149,10 @@ def _complete_login(runtime: Runtime, verified: VerifiedLogin, single_use: Singl
         break
     if single_use is not None:
         single_use.committed()
-    result.next_path = verified.next_path
+    if single_use is not None and single_use.checks_when_spent:
+        result.next_path = single_use.next_path  # SAML: what the check the spend ran found
+    else:
+        result.next_path = verified.next_path
     label = IDP_LABELS.get(connector.type, connector.type)
     log.info(
         "Valid login through %s Idp detected connector=%s account=%s user=%s groups=%s",

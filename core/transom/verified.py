@@ -48,20 +48,22 @@ class ProtocolFacts:
 @dataclass(frozen=True)
 class VerifiedLogin:
     """A login whose protocol checks all passed (OIDC: state and browser binding, ``iss``,
-    code exchange, id_token; SAML: signature, conditions, replay, InResponseTo). The
-    single-use marks were checked, not spent: :func:`transom.login.complete_login` spends
-    ``single_use``."""
+    code exchange, id_token; SAML: signature, conditions, InResponseTo signed and agreeing).
+    The single-use marks are not spent: :func:`transom.login.complete_login` spends
+    ``single_use``; OIDC's were checked already, SAML's (replay cache, the login state named
+    by InResponseTo) are checked by the transaction that spends them."""
 
     connector: Connector
     #: the verified payload the plugin saw: id_token claims, or the SAML payload mapping
     payload: Mapping[str, Any]
     #: the plugin's mapping of ``payload``, provisioning attributes added by the host
     claims: Claims
-    #: where to send the browser afterwards (already checked to be a local path)
+    #: where to send the browser afterwards (already checked to be a local path); SAML:
+    #: ``None``, the check its marks make when spent finds it (``single_use.next_path``)
     next_path: str | None
     facts: ProtocolFacts
-    #: the callback's single-use marks (login state, SAML replay row), checked and not yet
-    #: spent: complete_login spends them first in its transaction (transom.singleuse);
+    #: the callback's single-use marks (login state, SAML replay row), not yet spent:
+    #: complete_login spends them first in its transaction (transom.singleuse);
     #: ``None`` for a payload that came through no callback (``transom explain``, tests)
     single_use: SingleUse | None = None
 

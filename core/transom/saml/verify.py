@@ -2,25 +2,23 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 from transom import login_activity
 from transom.connector import Connector
 from transom.runtime import Runtime
 from transom.saml.form import AcsForm
-from transom.saml.replay import check_response
+from transom.saml.replay import response_single_use
 from transom.saml.response import verify_saml_response
 from transom.verified import ProtocolFacts, VerifiedLogin, verified_login
 
 
 def verify_saml(runtime: Runtime, connector: Connector, form: AcsForm, *, binding: str | None) -> VerifiedLogin:
     """Signature, conditions, audience, recipient and time (no transaction open while
-    xmlsec runs); then the plugin's claims mapping, whose refusals come before anything
-    single-use is even checked; then, read-only (no writer lock), the replay cache and the
-    login state named by the signed InResponseTo. Raises a 4xx ``TransomError`` on any
-    failure, having written nothing. The returned login carries the replay row and the login
-    state as single-use marks: complete_login spends them first in its transaction
-    (transom.singleuse)."""
+    xmlsec runs); then the plugin's claims mapping. Raises a 4xx ``TransomError`` on any
+    failure, having touched no database. The returned login carries the replay row and the
+    login state named by the signed InResponseTo as single-use marks not checked yet:
+    complete_login checks them (transom.saml.replay.check_response) and spends them as the
+    first statements of its transaction, one database unit for the ACS (transom.singleuse);
+    ``next_path`` is what that check finds (``single_use.next_path``)."""
     login_activity.saw(connector=connector)
     response = verify_saml_response(runtime, connector, form.saml_response)
     payload = response.payload
@@ -33,8 +31,7 @@ def verify_saml(runtime: Runtime, connector: Connector, form: AcsForm, *, bindin
         name_id_format=payload.get("name_id_format"),
         assertion_id=response.assertion_id,
     )
-    login = verified_login(runtime, connector, payload, facts=facts)
-    with runtime.db.read() as db:
-        checked = check_response(db, connector=connector, verified=response, binding=binding,
-                                 relay_state=form.relay_state)
-    return replace(login, next_path=checked.next_path, single_use=checked.single_use)
+    # The plugin maps the claims here, so its refusals come before anything single-use is touched.
+    single_use = response_single_use(connector=connector, verified=response, binding=binding,
+                                     relay_state=form.relay_state)
+    return verified_login(runtime, connector, payload, facts=facts, single_use=single_use)
