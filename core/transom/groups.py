@@ -50,6 +50,23 @@ def canonical_group_id(value: str) -> str:
     return lowered if _GUID.match(value) else value
 
 
+def canonical_group_ids(values: Iterable[str]) -> list[str]:
+    """``list(dict.fromkeys(canonical_group_id(v) for v in values))``: each canonical id once,
+    in the order first received, without a call per id in the usual case.
+
+    :func:`canonical_group_id` returns its argument whenever lower-casing changes nothing, and
+    lower-casing a string changes nothing exactly when no character of it changes: so when
+    the ids joined by a newline are their own lower case, every id is, and only the
+    duplicates go (the only context-dependent mapping, the capital sigma, always changes). A
+    claim with an upper-case id (an admin's pasted GUID, an Okta group name) takes the call
+    per id. tests/test_group_sync_service.py compares the two on generated ids."""
+    ids = values if isinstance(values, list | tuple) else list(values)
+    joined = "\n".join(ids)
+    if joined.lower() == joined:
+        return list(dict.fromkeys(ids))
+    return list(dict.fromkeys(canonical_group_id(i) for i in ids))
+
+
 # -- who is synced -----------------------------------------------------------------------
 
 
@@ -115,17 +132,30 @@ def plan_group_sync(*, idp_group_ids: Iterable[str], mapped_groups: Iterable[Map
 
 #: (name, group id) of a MappedGroup
 _BY_NAME = itemgetter(1, 0)
+#: the IdP identifier and the membership source of a (group id, name, identifier, source) row
+_IDENTIFIER = itemgetter(2)
+_SOURCE = itemgetter(3)
+_IDP_ONLY = frozenset({SOURCE_IDP})
 
 
 def _plan(wanted: set[str], groups: Iterable[tuple[str, str, str, str | None]]) -> GroupSyncPlan:
     """:func:`plan_group_sync` on canonical ids and (group id, name, identifier, source) rows,
     each group once. A :class:`MappedGroup` is built only for a group that changes: the
     steady state of a login builds none."""
+    rows = groups if isinstance(groups, list) else list(groups)
+    # The steady state in two C passes instead of the loop below: every row a membership the
+    # IdP owns and names. The loop would then change nothing and match exactly those
+    # identifiers (a row whose identifier is not wanted would have been removed).
+    if set(map(_SOURCE, rows)) <= _IDP_ONLY:
+        identifiers = set(map(_IDENTIFIER, rows))
+        if identifiers <= wanted:
+            return GroupSyncPlan(to_add=(), to_remove=(), to_adopt=(), unmatched_ids=(
+                tuple(sorted(wanted - identifiers)) if len(identifiers) < len(wanted) else ()))
     to_add: list[MappedGroup] = []
     to_remove: list[MappedGroup] = []
     to_adopt: list[MappedGroup] = []
     matched: set[str] = set()
-    for group_id, name, identifier, source in groups:
+    for group_id, name, identifier, source in rows:
         if identifier in wanted:
             matched.add(identifier)
             if source is None:
@@ -246,10 +276,11 @@ def _read(conn: Connection, sql: _Statements, *, account_id: str, user_id: str, 
     by now, so only the ids found among the current memberships are spared the second read;
     the steady state of a login (every claimed id already a membership) reads once."""
     rows: list[_Row] = conn.exec_driver_sql(sql.current, (account_id, user_id, account_id)).all()  # type: ignore[assignment]
-    known = {row[2] for row in rows}
-    rest = [i for i in ids if i not in known]
-    if not rest:
+    known = set(map(_IDENTIFIER, rows))
+    # the steady state: every claimed id is a current membership's (one C pass, no list)
+    if known.issuperset(ids):
         return rows
+    rest = [i for i in ids if i not in known]
     seen = {row[0] for row in rows}
     size = len(rest) if sql is _POSTGRESQL else IN_LIST_SLICE
     scope = (account_id,) if sql is _SQLITE else (account_id, user_id, account_id)
@@ -268,7 +299,7 @@ def read_mapped_groups(
     """Every mapped group the claim names (with the user's membership if any) and every
     mapped group the user is in now, each once."""
     conn, sql = _dialect(db)
-    ids = list(dict.fromkeys(canonical_group_id(i) for i in idp_group_ids))
+    ids = canonical_group_ids(idp_group_ids)
     rows = _read(conn, sql, account_id=account_id, user_id=user_id, ids=ids)
     found = {gid: MappedGroup(gid, name, ident, _membership(source)) for gid, name, ident, source in rows}
     return list(found.values())
@@ -277,7 +308,7 @@ def read_mapped_groups(
 def plan_user_groups(db: Session, *, account_id: str, user_id: str, idp_group_ids: Sequence[str]) -> GroupSyncPlan:
     """Read-only: what a sync with these ids would change for this user."""
     conn, sql = _dialect(db)
-    ids = list(dict.fromkeys(canonical_group_id(i) for i in idp_group_ids))
+    ids = canonical_group_ids(idp_group_ids)
     rows = _read(conn, sql, account_id=account_id, user_id=user_id, ids=ids)
     return _plan(set(ids), rows)
 
@@ -298,7 +329,7 @@ def sync_user_groups(
     ``idp``; a manual row of a mapped group the IdP lists is adopted (source becomes
     ``idp``); every membership of a mapped group the IdP does not list is removed."""
     conn, sql = _dialect(db)
-    ids = list(dict.fromkeys(canonical_group_id(i) for i in idp_group_ids))
+    ids = canonical_group_ids(idp_group_ids)
     plan = _plan(set(ids), _read(conn, sql, account_id=account_id, user_id=user_id, ids=ids))
     if plan.unmatched_ids:
         sample = ", ".join(plan.unmatched_ids[:TRACE_SAMPLE])
