@@ -20,14 +20,14 @@ import re
 import timeit
 import urllib.parse
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from operator import itemgetter
 from typing import Any
 
 from transom import textpolicy
 from transom.connector import GroupsClaim, GroupsState
-from transom.groups import GroupSyncPlan, MappedGroup, _membership, _plan, canonical_group_id, canonical_group_ids
-from transom.models import SOURCE_IDP, SOURCE_MANUAL
+from transom.groups import _plan, _plan_rows, canonical_group_id, canonical_group_ids
+from transom.models import SOURCE_IDP
 from transom.saml.form import MAX_ACS_FIELDS, parse_form
 
 # -- the code as it was ------------------------------------------------------------------------
@@ -55,27 +55,6 @@ def parse_form_before(text: str) -> dict[str, list[str]]:
         for value in values:
             assert violation_before(value, identifier=False) is None
     return fields
-
-
-def plan_before(wanted: set[str], groups: Iterable[tuple[str, str, str, str | None]]) -> GroupSyncPlan:
-    to_add: list[MappedGroup] = []
-    to_remove: list[MappedGroup] = []
-    to_adopt: list[MappedGroup] = []
-    matched: set[str] = set()
-    for group_id, name, identifier, source in groups:
-        if identifier in wanted:
-            matched.add(identifier)
-            if source is None:
-                to_add.append(MappedGroup(group_id, name, identifier, None))
-            elif source != SOURCE_IDP:
-                to_adopt.append(MappedGroup(group_id, name, identifier, SOURCE_MANUAL))
-        elif source is not None:
-            to_remove.append(MappedGroup(group_id, name, identifier, _membership(source)))
-    by_name = itemgetter(1, 0)
-    return GroupSyncPlan(
-        to_add=tuple(sorted(to_add, key=by_name)), to_remove=tuple(sorted(to_remove, key=by_name)),
-        to_adopt=tuple(sorted(to_adopt, key=by_name)),
-        unmatched_ids=tuple(sorted(wanted - matched)) if len(matched) < len(wanted) else ())
 
 
 def unknown_ids_before(rows: list[tuple[str, str, str, str | None]], ids: list[str]) -> list[str]:
@@ -114,7 +93,7 @@ def main() -> None:
     rows = [(uuid.uuid4().hex, f"group {i}", g, SOURCE_IDP) for i, g in enumerate(ids)]
     wanted = set(ids)
     assert parse_form(body) == parse_form_before(body)
-    assert _plan(wanted, rows) == plan_before(wanted, rows)
+    assert _plan(wanted, rows) == _plan_rows(wanted, rows)
     assert canonical_group_ids(ids) == list(dict.fromkeys(canonical_group_id(i) for i in ids))
     steps: dict[str, tuple[Callable[[], Any], Callable[[], Any], int]] = {
         "ACS form: parse + input policy": (lambda: parse_form_before(body), lambda: parse_form(body), 20),
@@ -125,7 +104,7 @@ def main() -> None:
             lambda: list(dict.fromkeys(canonical_group_id(i) for i in ids)), lambda: canonical_group_ids(ids), 2000),
         "group read: ids not yet known": (
             lambda: unknown_ids_before(rows, ids), lambda: unknown_ids_now(rows, ids), 2000),
-        "group plan (steady state)": (lambda: plan_before(wanted, rows), lambda: _plan(wanted, rows), 2000),
+        "group plan (steady state)": (lambda: _plan_rows(wanted, rows), lambda: _plan(wanted, rows), 2000),
         "GroupsClaim.present": (
             lambda: GroupsClaim(GroupsState.PRESENT, tuple(str(i) for i in ids)), lambda: GroupsClaim.present(ids),
             2000),

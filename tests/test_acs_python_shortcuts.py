@@ -19,14 +19,14 @@ from typing import Any
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from test_textpolicy_rules import _by_scans
 
 from transom import textpolicy
 from transom.connector import GroupsClaim, GroupsState
 from transom.groups import (
-    GroupSyncPlan,
     MappedGroup,
-    _membership,
     _plan,
+    _plan_rows,
     canonical_group_id,
     canonical_group_ids,
 )
@@ -86,17 +86,6 @@ def test_parse_qs_edges(text: str) -> None:
 # -- the text policy on long ASCII strings ----------------------------------------------------
 
 
-def _by_scans(value: str, *, identifier: bool) -> tuple[str, str] | None:
-    surrogate = textpolicy._SURROGATE.search(value)
-    if surrogate:
-        return textpolicy.REASON_SURROGATE, f"U+{ord(surrogate.group()):04X}"
-    control = (textpolicy._IDENTIFIER_CONTROL if identifier else textpolicy._TEXT_CONTROL).search(value)
-    if control:
-        char = control.group()
-        return (textpolicy.REASON_NUL if char == "\x00" else textpolicy.REASON_CONTROL), f"U+{ord(char):04X}"
-    return None
-
-
 def test_the_deleted_bytes_are_the_ascii_characters_isprintable_refuses() -> None:
     assert set(textpolicy._ASCII_UNPRINTABLE) == {c for c in range(128) if not chr(c).isprintable()}
 
@@ -148,29 +137,6 @@ def test_canonical_group_ids_as_one_call_per_id(ids: list[str], as_tuple: bool) 
     assert canonical_group_ids(iter(ids)) == expected
 
 
-def _plan_before(wanted: set[str], groups: Iterable[tuple[str, str, str, str | None]]) -> GroupSyncPlan:
-    """groups._plan as it was before its steady-state path."""
-    to_add: list[MappedGroup] = []
-    to_remove: list[MappedGroup] = []
-    to_adopt: list[MappedGroup] = []
-    matched: set[str] = set()
-    for group_id, name, identifier, source in groups:
-        if identifier in wanted:
-            matched.add(identifier)
-            if source is None:
-                to_add.append(MappedGroup(group_id, name, identifier, None))
-            elif source != SOURCE_IDP:
-                to_adopt.append(MappedGroup(group_id, name, identifier, SOURCE_MANUAL))
-        elif source is not None:
-            to_remove.append(MappedGroup(group_id, name, identifier, _membership(source)))
-
-    def by_name(changed: list[MappedGroup]) -> tuple[MappedGroup, ...]:
-        return tuple(sorted(changed, key=lambda g: (g.name, g.group_id))) if changed else ()
-
-    return GroupSyncPlan(to_add=by_name(to_add), to_remove=by_name(to_remove), to_adopt=by_name(to_adopt),
-                         unmatched_ids=tuple(sorted(wanted - matched)) if len(matched) < len(wanted) else ())
-
-
 _IDENTS = st.sampled_from(["a", "b", "c", "d", "e", "f"])
 _ROWS = st.lists(
     st.tuples(_IDENTS, st.sampled_from([SOURCE_IDP, SOURCE_IDP, SOURCE_IDP, SOURCE_MANUAL, "other", None])),
@@ -183,13 +149,13 @@ _ROWS = st.lists(
 def test_plan_as_the_loop(wanted: set[str], rows: list[tuple[str, str, str, str | None]], shape: str) -> None:
     given_rows: Iterable[tuple[str, str, str, str | None]] = (
         rows if shape == "list" else {row[0]: MappedGroup(*row) for row in rows}.values())
-    assert _plan(set(wanted), given_rows) == _plan_before(set(wanted), rows)
+    assert _plan(set(wanted), given_rows) == _plan_rows(set(wanted), rows)
 
 
 def test_plan_steady_state_with_unmatched_ids() -> None:
     rows = [("g-a", "group a", "a", SOURCE_IDP), ("g-b", "group b", "b", SOURCE_IDP)]
     plan = _plan({"a", "b", "zz", "yy"}, rows)
-    assert plan == _plan_before({"a", "b", "zz", "yy"}, rows)
+    assert plan == _plan_rows({"a", "b", "zz", "yy"}, rows)
     assert not plan.changed and plan.unmatched_ids == ("yy", "zz")
 
 

@@ -151,6 +151,12 @@ def _plan(wanted: set[str], groups: Iterable[tuple[str, str, str, str | None]]) 
         if identifiers <= wanted:
             return GroupSyncPlan(to_add=(), to_remove=(), to_adopt=(), unmatched_ids=(
                 tuple(sorted(wanted - identifiers)) if len(identifiers) < len(wanted) else ()))
+    return _plan_rows(wanted, rows)
+
+
+def _plan_rows(wanted: set[str], rows: Iterable[tuple[str, str, str, str | None]]) -> GroupSyncPlan:
+    """:func:`_plan` row by row, every case (the tests and the bench compare the steady-state
+    path with it)."""
     to_add: list[MappedGroup] = []
     to_remove: list[MappedGroup] = []
     to_adopt: list[MappedGroup] = []
