@@ -71,7 +71,8 @@ def _config(base_url: str, idp_url: str, saml_idp: FakeSamlIdp) -> str:
         "[server]",
         f"base_url = {_toml(base_url)}",
         'session_secret = { env = "TRANSOM_TEST_SESSION_SECRET" }',
-        'log_level = "WARNING"',
+        # INFO: the refusal lines (transom.observe) land in serve.log, for a failure to quote
+        'log_level = "INFO"',
         "",
         "[[connectors]]",
         'id = "acme-okta"',
@@ -105,6 +106,13 @@ class Served:
     oidc: FakeOidcIdp
     saml: FakeSamlIdp
     database_url: str
+    log_path: Path
+
+    def refusal_lines(self) -> list[str]:
+        """The server's refusal lines so far (with their ``detail``: what an assertion
+        message needs to say why a request was refused)."""
+        return [line for line in self.log_path.read_text(encoding="utf-8", errors="replace").splitlines()
+                if "refused " in line]
 
 
 @contextmanager
@@ -137,7 +145,7 @@ def _transom_serve(tmp_path: Path, database_url: str) -> Iterator[Served]:
         )
         try:
             _wait_healthy(base_url, proc, log_path)
-            yield Served(base_url, oidc, saml_idp, database_url)
+            yield Served(base_url, oidc, saml_idp, database_url, log_path)
         finally:
             proc.terminate()
             try:
@@ -284,4 +292,5 @@ def test_one_assertion_posted_concurrently_signs_in_at_most_once(served: Served)
     statuses = [a.status_code for a in answers]
     assert all(s in (303, 400) for s in statuses), [a.text[:200] for a in answers if a.status_code not in (303, 400)]
     assert statuses.count(303) <= 1
-    assert {a.json()["reason"] for a in answers if a.status_code == 400} <= {"saml.replay", "login.state"}
+    reasons = {a.json()["reason"] for a in answers if a.status_code == 400}
+    assert reasons <= {"saml.replay", "login.state"}, served.refusal_lines()
