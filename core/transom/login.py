@@ -149,10 +149,9 @@ def _complete_login(runtime: Runtime, verified: VerifiedLogin, single_use: Singl
         break
     if single_use is not None:
         single_use.committed()
-    if single_use is not None and single_use.checks_when_spent:
-        result.next_path = single_use.next_path  # SAML: what the check the spend ran found
-    else:
-        result.next_path = verified.next_path
+    # SAML's next path is what the check its spend ran found; OIDC's came with the login
+    found = single_use.next_path if single_use is not None else None
+    result.next_path = found if found is not None else verified.next_path
     label = IDP_LABELS.get(connector.type, connector.type)
     log.info(
         "Valid login through %s Idp detected connector=%s account=%s user=%s groups=%s",

@@ -95,10 +95,6 @@ class SingleUse:
         single_use._check, single_use._marks = check, None
         return single_use
 
-    @property
-    def checks_when_spent(self) -> bool:
-        return self._check is not None
-
     def spend(self, db: Session) -> str | None:
         """Spend every mark in ``db``'s transaction (its first statements; for
         ``checked_when_spent`` marks the check comes first); ``LoginRefused`` when the check
