@@ -59,7 +59,7 @@ def canonical_group_ids(values: Iterable[str]) -> list[str]:
     the ids joined by a newline are their own lower case, every id is, and only the
     duplicates go (the only context-dependent mapping, the capital sigma, always changes). A
     claim with an upper-case id (an admin's pasted GUID, an Okta group name) takes the call
-    per id. tests/test_group_sync_service.py compares the two on generated ids."""
+    per id. tests/test_acs_python_shortcuts.py compares the two on generated ids."""
     ids = values if isinstance(values, list | tuple) else list(values)
     joined = "\n".join(ids)
     if joined.lower() == joined:
